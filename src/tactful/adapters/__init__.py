@@ -1,0 +1,1 @@
+"""Adapters: bytes to events and back, stores, clocks, Kafka topics."""

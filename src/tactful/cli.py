@@ -1,0 +1,162 @@
+"""The ``tactful`` command: worker, produce, generate, replay, explain (SPEC §6).
+
+Bad input gives a one-line message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import datetime
+from typing import BinaryIO
+
+from tactful import __version__
+from tactful.core.errors import PolicyError
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user error: one line on stderr, exit 2."""
+
+
+def _timestamp(value: str) -> float:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp: {value!r}") from None
+    if dt.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"timestamp needs an offset (e.g. Z): {value!r}")
+    return dt.timestamp()
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tactful",
+        description="Decides when a storefront may contact a shopper, on which channel, "
+        "and when it must not.",
+    )
+    parser.add_argument("--version", action="version", version=f"tactful {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    worker = sub.add_parser("worker", help="run the Faust stream worker")
+    worker.add_argument("--clock", choices=("wall", "stream"), default=None,
+                        help="what moves timers: the wall clock (default) or event time")
+
+    produce = sub.add_parser("produce", help="send a JSON-lines file to the input topics")
+    produce.add_argument("events", metavar="EVENTS.jsonl")
+    produce.add_argument("--until", type=_timestamp, metavar="TS",
+                         help="then move stream time to TS on every partition")
+
+    generate = sub.add_parser("generate", help="write a synthetic storefront workload")
+    generate.add_argument("--customers", type=_positive, required=True, metavar="N")
+    generate.add_argument("--events", type=_positive, required=True, metavar="M")
+    generate.add_argument("--seed", type=int, default=0, metavar="S")
+    generate.add_argument("--out", metavar="FILE", help="default: stdout")
+
+    replay = sub.add_parser("replay", help="run the engine over a JSON-lines file, no Kafka")
+    replay.add_argument("events", metavar="EVENTS.jsonl", help="input file, '-' for stdin")
+    replay.add_argument("--policy", metavar="FILE", help="policy TOML (default: packaged)")
+    replay.add_argument("--out", metavar="FILE", help="intents and cancellations (default: stdout)")
+    replay.add_argument("--decisions", metavar="FILE", help="decisions (default: stdout)")
+    replay.add_argument("--deadletter", metavar="FILE", help="dead-letter records of bad lines")
+    replay.add_argument("--until", type=_timestamp, metavar="TS",
+                        help="advance the clock to TS at the end (default: last event + 7 days)")
+
+    explain = sub.add_parser("explain", help="a customer's timeline of decisions")
+    explain.add_argument("customer_id", metavar="CUSTOMER_ID")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "generate":
+            return _generate(args)
+        raise CliError(f"'tactful {args.command}' is not implemented yet")
+    except PolicyError as exc:
+        print(f"tactful: policy error: {exc}", file=sys.stderr)
+    except CliError as exc:
+        print(f"tactful: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        return 0
+    return EXIT_USAGE
+
+
+def _open_out(stack: ExitStack, path: str | None) -> BinaryIO:
+    if path is None:
+        return sys.stdout.buffer
+    try:
+        return stack.enter_context(open(path, "wb"))  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tactful.core.engine import Engine
+    from tactful.core.policy import load_policy
+    from tactful.service.replay import progress_for, replay_lines
+
+    policy = load_policy(args.policy)
+    engine = Engine(policy)
+    with ExitStack() as stack:
+        if args.events == "-":
+            source: BinaryIO = sys.stdin.buffer
+            lines = iter(source)
+            name = "stdin"
+        else:
+            try:
+                source = stack.enter_context(open(args.events, "rb"))  # noqa: SIM115
+            except OSError as exc:
+                raise CliError(f"cannot read {args.events}: {exc.strerror}") from None
+            lines = iter(progress_for(args.events).lines(source))
+            name = args.events
+        intents_out = _open_out(stack, args.out)
+        decisions_out = _open_out(stack, args.decisions)
+        deadletter_out = _open_out(stack, args.deadletter) if args.deadletter else None
+
+        def report(number: int, reason: str) -> None:
+            print(f"tactful: {name}:{number}: {reason}", file=sys.stderr)
+
+        replay_lines(
+            lines, engine, intents_out, decisions_out, until=args.until,
+            deadletter_out=deadletter_out, source=f"file:{name}", on_reject=report,
+        )
+        intents_out.flush()
+        decisions_out.flush()
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tactful.workload import dumps_line, generate
+
+    with ExitStack() as stack:
+        out = _open_out(stack, args.out)
+        buffer: list[bytes] = []
+        for event in generate(args.customers, args.events, args.seed):
+            buffer.append(dumps_line(event))
+            if len(buffer) >= 4096:
+                out.write(b"".join(buffer))
+                buffer.clear()
+        out.write(b"".join(buffer))
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pure decision core: no Kafka, no wall clock, no environment."""

@@ -1,0 +1,775 @@
+"""The decision engine: folds events into per-key state and decides, with time passed in.
+
+Three scopes, each keyed as its worker table is:
+
+- **session** (``session_id``): dedup of storefront events, identity binding,
+  and the cart and views of a session not (yet) tied to a verified customer —
+  whose triggers are recorded as ``unverified_identity``;
+- **customer** (``customer_id``): consent, preferences, carts, views, sent
+  intents, pending triggers and every guardrail;
+- **sku** (``sku``): stock level, price and which verified customers hold the
+  sku in a cart, to fan stock and price changes out.
+
+Every entry point takes the state (or None), the input, the event time ``t``
+and an ``Outbox``; it returns the new state, or None when the key must be
+deleted. Messages for another scope go to ``Outbox.internal``; the runtime
+(in-process for replay, Kafka topics for the worker) delivers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tactful.core.events import (
+    CHANNELS,
+    Bounced,
+    CartAdd,
+    CartRemove,
+    CheckoutStarted,
+    Clicked,
+    Complained,
+    ConsentGranted,
+    ConsentRevoked,
+    Delivered,
+    DoNotContact,
+    EraseRequested,
+    Event,
+    Login,
+    Logout,
+    Opened,
+    PageView,
+    PreferencesSet,
+    PriceChange,
+    ProductView,
+    Purchase,
+    StockLevel,
+    StorefrontEvent,
+    Unsubscribed,
+    verified_customer,
+)
+from tactful.core.guardrails import Check, Firing, judge
+from tactful.core.links import LinkClaims, LinkSigner
+from tactful.core.messages import AdoptSession, CartIndex, EraseSession, SessionFact, SkuSignal
+from tactful.core.outputs import (
+    Cancellation,
+    ConsentRef,
+    ContactIntent,
+    Decision,
+    IntentItem,
+    iso,
+    stable_id,
+)
+from tactful.core.policy import KINDS, Policy
+from tactful.core.quiet_hours import hhmm_minutes
+from tactful.core.state import (
+    Cart,
+    CartLine,
+    Consent,
+    CustomerState,
+    Sent,
+    SessionState,
+    SkuState,
+    Views,
+)
+
+SESSION, CUSTOMER, SKU = "session", "customer", "sku"
+_KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+_CART_EVENTS = (CartAdd, CartRemove, CheckoutStarted, Purchase)
+_NOT_FORWARDED = (PageView, Logout)
+_NO_EFFECT = (Delivered, Opened, Clicked, Bounced)
+
+Internal = tuple[str, str, object]  # (scope, key, message)
+Holder = SessionState | CustomerState
+
+
+class Outbox:
+    """What one step produced, in emission order."""
+
+    __slots__ = ("decisions", "intents", "internal")
+
+    def __init__(self) -> None:
+        self.intents: list[tuple[str, ContactIntent | Cancellation]] = []
+        self.decisions: list[tuple[str, Decision]] = []
+        self.internal: list[Internal] = []
+
+
+class Engine:
+    def __init__(self, policy: Policy, links: LinkSigner | None = None) -> None:
+        self.policy = policy
+        self.links = links
+        self._abandoned = policy.triggers["abandoned_cart"]
+        self._assist = policy.triggers["assist_offer"]
+        self._browse = policy.triggers["browse_abandonment"]
+
+    # ------------------------------------------------------------------ session
+
+    def on_session(
+        self, st: SessionState | None, ev: StorefrontEvent | EraseSession, t: float, out: Outbox
+    ) -> SessionState | None:
+        """A storefront event (key: its session_id) or an erasure of the session."""
+        if isinstance(ev, EraseSession):
+            if st is not None and st.customer_id == ev.customer_id:
+                return None
+            return st
+        if st is None:
+            st = SessionState(ev.session_id)
+        if not self._first_time(st.seen, ev.event_id, t):
+            return st
+        st.last_seen = max(st.last_seen, t)
+        if isinstance(ev, Logout):
+            st.customer_id = None
+            return st
+        verified = verified_customer(ev)
+        if verified is not None and verified != st.customer_id:
+            st.customer_id = verified
+            if st.carts or st.views:
+                adopt = AdoptSession(verified, st.session_id, st.carts, st.views, t)
+                out.internal.append((CUSTOMER, verified, adopt))
+                st.carts = {}
+                st.views = {}
+        if st.customer_id is not None:
+            if not isinstance(ev, _NOT_FORWARDED):
+                fact = SessionFact(st.customer_id, st.session_id, ev)
+                out.internal.append((CUSTOMER, st.customer_id, fact))
+            return st
+        self._activity(st, None, st.session_id, ev, t, out)
+        return st
+
+    def advance_session(self, st: SessionState, now: float, out: Outbox) -> SessionState | None:
+        for due, kind, target in self._due(st, now):
+            self._fire_unverified(st, kind, target, due, out)
+        self._tidy_views(st, now)
+        if now >= st.last_seen + self.policy.session_ttl and not self._pending(st):
+            return None
+        return st
+
+    def _fire_unverified(
+        self, st: SessionState, kind: str, target: str, due: float, out: Outbox
+    ) -> None:
+        firing = self._take_firing(st, kind, target, due)
+        if firing is None:
+            return
+        reason = "unverified_identity" if self.policy.triggers[kind].channels else "no_channel"
+        self._decide_record(
+            out, None, st.session_id, kind, None, "suppressed", reason, due, firing.event_ids
+        )
+
+    # ----------------------------------------------------------------- customer
+
+    def on_customer(
+        self, st: CustomerState | None, msg: object, t: float, out: Outbox
+    ) -> CustomerState | None:
+        """A consent or feedback event, or a message from the session or sku scope."""
+        if isinstance(msg, SessionFact):
+            st = st or CustomerState(msg.customer_id)
+            self._note_session(st, msg.session_id, t)
+            if not isinstance(msg.event, Login):
+                self._activity(st, st, msg.session_id, msg.event, t, out)
+            return st
+        if isinstance(msg, SkuSignal):
+            if st is not None:
+                self._sku_signal(st, msg, out)
+            return st
+        if isinstance(msg, AdoptSession):
+            st = st or CustomerState(msg.customer_id)
+            self._adopt(st, msg, out)
+            return st
+        assert isinstance(msg, Event)
+        customer_id: str = msg.customer_id  # type: ignore[attr-defined]
+        if st is None:
+            if isinstance(msg, (EraseRequested, *_NO_EFFECT)):
+                return None  # nothing stored, nothing to erase or note
+            st = CustomerState(customer_id)
+        if not self._first_time(st.seen, msg.event_id, t):
+            return st
+        if isinstance(msg, ConsentGranted):
+            expires = msg.expires_at.timestamp() if msg.expires_at is not None else None
+            st.consents[msg.channel] = Consent(True, t, msg.source, expires)
+            st.blocked.pop(msg.channel, None)
+        elif isinstance(msg, ConsentRevoked):
+            st.consents[msg.channel] = Consent(False, t, msg.source)
+            self._withdraw(st, {msg.channel}, "no_consent", t, msg.event_id, out)
+        elif isinstance(msg, PreferencesSet):
+            self._preferences(st, msg)
+        elif isinstance(msg, Complained | Unsubscribed):
+            st.blocked[msg.channel] = t
+            self._withdraw(st, {msg.channel}, "do_not_contact", t, msg.event_id, out)
+        elif isinstance(msg, DoNotContact):
+            for channel in CHANNELS:
+                st.blocked[channel] = t
+            self._withdraw(st, set(CHANNELS), "do_not_contact", t, msg.event_id, out)
+        elif isinstance(msg, EraseRequested):
+            self._erase(st, t, msg.event_id, out)
+            return None
+        return st
+
+    def advance_customer(self, st: CustomerState, now: float, out: Outbox) -> CustomerState:
+        for due, kind, target in self._due(st, now):
+            firing = self._take_firing(st, kind, target, due)
+            if firing is not None:
+                self._decide(st, firing, max(now, due) if due < now else due, out)
+        self._tidy(st, now, out)
+        return st
+
+    # --------------------------------------------------------------------- sku
+
+    def on_sku(
+        self, st: SkuState | None, msg: StockLevel | PriceChange | CartIndex, t: float, out: Outbox
+    ) -> SkuState | None:
+        if isinstance(msg, CartIndex):
+            if msg.holding:
+                st = st or SkuState(msg.sku)
+                st.holders[msg.customer_id] = t
+            elif st is not None:
+                st.holders.pop(msg.customer_id, None)
+                if not st.holders and st.available is None and st.price is None:
+                    return None
+            return st
+        st = st or SkuState(msg.sku)
+        if not self._first_time(st.seen, msg.event_id, t):
+            return st
+        if isinstance(msg, StockLevel):
+            before, st.available = st.available, msg.available
+            signal = None
+            threshold = self.policy.low_stock_threshold
+            if before is not None and before > threshold >= msg.available:
+                signal = "low_stock"
+            elif before == 0 and msg.available > 0:
+                signal = "back_in_stock"
+            if signal is not None:
+                for customer_id in st.holders:
+                    sig = SkuSignal(customer_id, st.sku, signal, None, msg.event_id, t)
+                    out.internal.append((CUSTOMER, customer_id, sig))
+        else:
+            before_price, st.price = st.price, msg.price
+            if before_price is None or msg.price < before_price:
+                for customer_id in st.holders:
+                    sig = SkuSignal(customer_id, st.sku, "price_change", msg.price, msg.event_id, t)
+                    out.internal.append((CUSTOMER, customer_id, sig))
+        return st
+
+    # ------------------------------------------------------------------ timers
+
+    def next_due(self, st: SessionState | CustomerState | SkuState) -> float | None:
+        """When this key next needs ``advance_*``; None when never (sku keys)."""
+        if isinstance(st, SkuState):
+            return None
+        dues = [d for d, _, _ in self._pending_list(st)]
+        if isinstance(st, SessionState):
+            dues.append(st.last_seen + self.policy.session_ttl)
+        else:
+            dues += [c.last_activity + self.policy.session_ttl for c in st.carts.values()]
+        return min(dues) if dues else None
+
+    def _pending_list(self, st: Holder) -> list[tuple[float, str, str]]:
+        pending: list[tuple[float, str, str]] = []
+        for sid, cart in st.carts.items():
+            if cart.abandoned_due is not None:
+                pending.append((cart.abandoned_due, "abandoned_cart", sid))
+            if cart.assist_due is not None:
+                pending.append((cart.assist_due, "assist_offer", sid))
+        for pid, views in st.views.items():
+            if views.due is not None:
+                pending.append((views.due, "browse_abandonment", pid))
+        return pending
+
+    def _pending(self, st: Holder) -> bool:
+        return bool(self._pending_list(st))
+
+    def _due(self, st: Holder, now: float) -> list[tuple[float, str, str]]:
+        due = [p for p in self._pending_list(st) if p[0] <= now]
+        due.sort(key=lambda p: (p[0], _KIND_ORDER[p[1]], p[2]))
+        return due
+
+    def _take_firing(self, st: Holder, kind: str, target: str, due: float) -> Firing | None:
+        """Clear the pending trigger and describe it; None when it does not fire after all."""
+        if kind == "browse_abandonment":
+            views = st.views.pop(target)
+            item = (views.sku, 1, views.price, views.categories)
+            return Firing(
+                kind, views.sku, [item], list(views.event_ids), due, views.times[-1],
+                tuple(views.sessions),
+            )
+        cart = st.carts[target]
+        items = [(ln.sku, ln.qty, ln.price, ln.categories) for ln in cart.lines.values()]
+        firing = Firing(kind, target, items, [cart.last_event_id], due, cart.last_activity,
+                        (target,))
+        if kind == "abandoned_cart":
+            cart.abandoned_due = None
+            return firing
+        cart.assist_due = None
+        if not isinstance(st, CustomerState) or not self._ladder_ready(st, cart, target, due):
+            return None
+        return firing
+
+    def _ladder_ready(self, st: CustomerState, cart: Cart, target: str, due: float) -> bool:
+        """assist_offer fires only for a big cart after a cart reminder went out long enough ago."""
+        value = sum(
+            ln.price * ln.qty for ln in cart.lines.values() if not self._is_sensitive(st, ln)
+        )
+        if value < self.policy.assist_min_cart_value:
+            return False
+        latest = due - self.policy.assist_after_reminder
+        return any(
+            s.kind == "abandoned_cart" and s.target == target and not s.cancelled
+            and s.created_at >= cart.last_activity and s.send_after <= latest
+            for s in st.sent
+        )
+
+    # ----------------------------------------------------------- shopper activity
+
+    def _activity(
+        self,
+        st: Holder,
+        customer: CustomerState | None,
+        sid: str,
+        ev: StorefrontEvent,
+        t: float,
+        out: Outbox,
+    ) -> None:
+        """Cart and browse activity, shared by unbound sessions and customers."""
+        if isinstance(ev, ProductView):
+            self._view(st, ev, sid, t)
+        elif isinstance(ev, CartAdd):
+            cart = st.carts.get(sid)
+            if cart is None:
+                cart = st.carts[sid] = Cart({}, t, ev.event_id)
+            line = cart.lines.get(ev.sku)
+            if line is None:
+                newly_held = customer is not None and not self._holds(customer, ev.sku)
+                cart.lines[ev.sku] = CartLine(
+                    ev.sku, ev.product_id, ev.qty, ev.price, ev.currency, list(ev.category)
+                )
+                if newly_held and customer is not None:
+                    self._index(customer, ev.sku, True, t, out)
+            else:
+                line.qty += ev.qty
+                line.price = ev.price
+                line.currency = ev.currency
+            st.views.pop(ev.product_id, None)  # carted: the browse trigger has no point
+            self._touch(cart, customer is not None, ev.event_id, t)
+        elif isinstance(ev, CartRemove):
+            cart = st.carts.get(sid)
+            if cart is None:
+                return
+            line = cart.lines.get(ev.sku)
+            if line is not None:
+                line.qty -= ev.qty
+                if line.qty <= 0:
+                    del cart.lines[ev.sku]
+                    if customer is not None and not self._holds(customer, ev.sku):
+                        self._index(customer, ev.sku, False, t, out)
+            if cart.lines:
+                self._touch(cart, customer is not None, ev.event_id, t)
+            else:
+                self._end_cart(st, customer, sid, "cart_emptied", t, ev.event_id, out)
+        elif isinstance(ev, CheckoutStarted):
+            cart = st.carts.get(sid)
+            if cart is not None:
+                self._touch(cart, customer is not None, ev.event_id, t)
+        elif isinstance(ev, Purchase):
+            self._purchase(st, customer, sid, ev, t, out)
+
+    def _touch(self, cart: Cart, verified: bool, event_id: str, t: float) -> None:
+        """New cart activity: a new idle period, so the cart's triggers are re-armed."""
+        if t >= cart.last_activity:
+            cart.last_activity = t
+            cart.last_event_id = event_id
+        cart.abandoned_due = cart.last_activity + self._abandoned.delay
+        cart.assist_due = cart.last_activity + self._assist.delay if verified else None
+
+    def _view(self, st: Holder, ev: ProductView, sid: str, t: float) -> None:
+        views = st.views.get(ev.product_id)
+        if views is None:
+            views = st.views[ev.product_id] = Views(
+                ev.sku, ev.price, ev.currency, list(ev.category), [], [], []
+            )
+        views.price = ev.price
+        views.times.append(t)
+        views.event_ids.append(ev.event_id)
+        if sid not in views.sessions:
+            views.sessions.append(sid)
+        if views.due is None:
+            # Not armed yet: count only the views inside the window.
+            cutoff = t - self.policy.browse_view_window
+            while views.times and views.times[0] <= cutoff:
+                views.times.pop(0)
+                views.event_ids.pop(0)
+            if len(views.times) < self.policy.browse_min_views:
+                return
+        views.due = max(views.times) + self._browse.delay
+
+    def _purchase(
+        self,
+        st: Holder,
+        customer: CustomerState | None,
+        sid: str,
+        ev: Purchase,
+        t: float,
+        out: Outbox,
+    ) -> None:
+        bought = {item.sku for item in ev.items}
+        for cart_sid in list(st.carts):
+            cart = st.carts[cart_sid]
+            hit = bought.intersection(cart.lines)
+            for sku in hit:
+                del cart.lines[sku]
+            if hit and not cart.lines:
+                self._end_cart(st, customer, cart_sid, "converted", t, ev.event_id, out)
+            elif cart_sid == sid:
+                self._touch(cart, customer is not None, ev.event_id, t)
+        for pid in [pid for pid, v in st.views.items() if v.sku in bought]:
+            views = st.views.pop(pid)
+            if views.due is not None:
+                self._cancel_pending(
+                    st, customer, "browse_abandonment", views.event_ids, "converted", t,
+                    ev.event_id, out,
+                )
+        if customer is None:
+            return
+        self._withdraw_sent(
+            customer, lambda s: not bought.isdisjoint(s.skus), "converted", t, ev.event_id, out
+        )
+        if ev.gift:
+            for sku in sorted(bought):
+                if sku not in customer.gift_skus:
+                    customer.gift_skus.append(sku)
+            if sid not in customer.gift_sessions:
+                customer.gift_sessions.append(sid)
+        for sku in sorted(bought):
+            if customer.carts and not self._holds(customer, sku):
+                self._index(customer, sku, False, t, out)
+
+    def _end_cart(
+        self,
+        st: Holder,
+        customer: CustomerState | None,
+        sid: str,
+        reason: str,
+        t: float,
+        event_id: str,
+        out: Outbox,
+    ) -> None:
+        """The cart was emptied or bought: its pending triggers and waiting intents end."""
+        cart = st.carts.pop(sid)
+        if cart.abandoned_due is not None:
+            self._cancel_pending(
+                st, customer, "abandoned_cart", [cart.last_event_id], reason, t, event_id, out
+            )
+        if customer is not None:
+            if cart.assist_due is not None and self._reminded(customer, sid, cart):
+                self._cancel_pending(
+                    st, customer, "assist_offer", [cart.last_event_id], reason, t, event_id, out
+                )
+            self._withdraw_sent(
+                customer, lambda s: s.target == sid or s.target in cart.lines or (
+                    s.kind not in ("abandoned_cart", "assist_offer")
+                    and not any(self._holds(customer, sku) for sku in s.skus)
+                    and s.kind != "browse_abandonment"
+                ),
+                reason, t, event_id, out,
+            )
+
+    def _reminded(self, st: CustomerState, sid: str, cart: Cart) -> bool:
+        return any(
+            s.kind == "abandoned_cart" and s.target == sid and not s.cancelled
+            and s.created_at >= cart.last_activity
+            for s in st.sent
+        )
+
+    # --------------------------------------------------------- customer helpers
+
+    def _note_session(self, st: CustomerState, sid: str, t: float) -> None:
+        if sid not in st.sessions:
+            st.sessions.append(sid)
+
+    def _adopt(self, st: CustomerState, msg: AdoptSession, out: Outbox) -> None:
+        self._note_session(st, msg.session_id, msg.at)
+        for sid, cart in msg.carts.items():
+            for sku in cart.lines:
+                if not self._holds(st, sku):
+                    st.carts.setdefault(sid, Cart({}, cart.last_activity, cart.last_event_id))
+                    self._index(st, sku, True, msg.at, out)
+            st.carts[sid] = cart
+            if cart.abandoned_due is not None:
+                cart.assist_due = cart.last_activity + self._assist.delay
+        for pid, views in msg.views.items():
+            mine = st.views.get(pid)
+            if mine is None:
+                st.views[pid] = views
+                continue
+            merged = sorted(zip(mine.times + views.times, mine.event_ids + views.event_ids,
+                                strict=True))
+            mine.times = [m[0] for m in merged]
+            mine.event_ids = [m[1] for m in merged]
+            mine.sessions += [s for s in views.sessions if s not in mine.sessions]
+            if mine.due is not None or views.due is not None:
+                mine.due = max(mine.times) + self._browse.delay
+            elif len(mine.times) >= self.policy.browse_min_views:
+                window = self.policy.browse_view_window
+                last = mine.times[-1]
+                if sum(1 for x in mine.times if x > last - window) >= self.policy.browse_min_views:
+                    mine.due = last + self._browse.delay
+
+    def _sku_signal(self, st: CustomerState, msg: SkuSignal, out: Outbox) -> None:
+        for cart in st.carts.values():
+            line = cart.lines.get(msg.sku)
+            if line is None:
+                continue
+            if msg.signal == "price_change":
+                assert msg.price is not None
+                if msg.price > line.price * (1.0 - self.policy.price_drop_min) + 1e-9:
+                    continue
+                kind, price = "price_drop", msg.price
+            else:
+                kind, price = msg.signal, line.price
+            firing = Firing(
+                kind, msg.sku, [(msg.sku, line.qty, price, line.categories)], [msg.event_id],
+                msg.at, cart.last_activity,
+            )
+            self._decide(st, firing, msg.at, out)
+            return  # one decision per customer and sku, whatever the number of carts
+
+    def _preferences(self, st: CustomerState, ev: PreferencesSet) -> None:
+        if ev.timezone is not None:
+            st.timezone = ev.timezone
+        if ev.topics_opt_out is not None:
+            st.opt_out = list(ev.topics_opt_out)
+        if ev.topics_opt_in is not None:
+            st.opt_in = list(ev.topics_opt_in)
+        if ev.quiet_hours is not None:
+            st.quiet = (hhmm_minutes(ev.quiet_hours.start), hhmm_minutes(ev.quiet_hours.end))
+
+    def _usable(self, st: CustomerState, channel: str, t: float) -> bool:
+        grant = st.consents.get(channel)
+        return (
+            grant is not None and grant.granted
+            and (grant.expires_at is None or grant.expires_at > t)
+            and channel not in st.blocked
+        )
+
+    def _withdraw(
+        self, st: CustomerState, channels: set[str], reason: str, t: float, event_id: str,
+        out: Outbox,
+    ) -> None:
+        """Consent ended or a sender said stop: cancel waiting intents and hopeless triggers."""
+        self._withdraw_sent(st, lambda s: s.channel in channels, reason, t, event_id, out)
+        for _, kind, target in sorted(self._pending_list(st)):
+            channels_of_kind = self.policy.triggers[kind].channels
+            if any(self._usable(st, ch, t) for ch in channels_of_kind):
+                continue
+            if kind == "browse_abandonment":
+                views = st.views.pop(target)
+                ids = views.event_ids
+            else:
+                cart = st.carts[target]
+                ids = [cart.last_event_id]
+                if kind == "abandoned_cart":
+                    cart.abandoned_due = None
+                else:
+                    cart.assist_due = None
+                    if not self._reminded(st, target, cart):
+                        continue
+            self._cancel_pending(st, st, kind, ids, reason, t, event_id, out)
+
+    def _withdraw_sent(
+        self,
+        st: CustomerState,
+        which: Callable[[Sent], bool],
+        reason: str,
+        t: float,
+        event_id: str,
+        out: Outbox,
+    ) -> None:
+        for sent in st.sent:
+            if sent.cancelled or sent.send_after <= t or not which(sent):
+                continue
+            sent.cancelled = True
+            at = iso(t)
+            out.intents.append((
+                st.customer_id,
+                Cancellation(sent.intent_id, True, reason, st.customer_id, sent.channel, at),
+            ))
+            out.decisions.append((
+                st.customer_id,
+                Decision(
+                    stable_id("dec", sent.intent_id, "cancelled", reason, event_id),
+                    st.customer_id, sent.kind, sent.channel, "cancelled", reason, at,
+                    [event_id], intent_id=sent.intent_id,
+                ),
+            ))
+
+    def _cancel_pending(
+        self,
+        st: Holder,
+        customer: CustomerState | None,
+        kind: str,
+        trigger_ids: Iterable[str],
+        reason: str,
+        t: float,
+        event_id: str,
+        out: Outbox,
+    ) -> None:
+        customer_id = customer.customer_id if customer is not None else None
+        session_id = None if customer is not None else st.session_id  # type: ignore[union-attr]
+        ids = [*trigger_ids, event_id]
+        self._decide_record(out, customer_id, session_id, kind, None, "cancelled", reason, t, ids)
+
+    def _erase(self, st: CustomerState, t: float, event_id: str, out: Outbox) -> None:
+        """Cancel what is pending, then tell every other scope to forget the customer."""
+        for _, kind, target in sorted(self._pending_list(st)):
+            if kind == "browse_abandonment":
+                ids = st.views[target].event_ids
+            else:
+                cart = st.carts[target]
+                if kind == "assist_offer" and not self._reminded(st, target, cart):
+                    continue
+                ids = [cart.last_event_id]
+            self._cancel_pending(st, st, kind, ids, "erased", t, event_id, out)
+        self._withdraw_sent(st, lambda s: True, "erased", t, event_id, out)
+        held = sorted({sku for cart in st.carts.values() for sku in cart.lines})
+        for sku in held:
+            out.internal.append((SKU, sku, CartIndex(sku, st.customer_id, False, t)))
+        for sid in st.sessions:
+            out.internal.append((SESSION, sid, EraseSession(sid, st.customer_id, t)))
+
+    def _tidy(self, st: CustomerState, now: float, out: Outbox) -> None:
+        """Forget what no rule can need any more: bounded state per customer."""
+        horizon = now - self.policy.longest_memory
+        if st.sent and st.sent[0].created_at < horizon:
+            st.sent = [s for s in st.sent if s.created_at >= horizon]
+        ttl = self.policy.session_ttl
+        for sid in [s for s, c in st.carts.items() if c.last_activity + ttl <= now]:
+            cart = st.carts.pop(sid)
+            if cart.abandoned_due is not None or cart.assist_due is not None:
+                st.carts[sid] = cart  # still pending (cannot happen with sane policies)
+                continue
+            for sku in cart.lines:
+                if not self._holds(st, sku):
+                    self._index(st, sku, False, now, out)
+        self._tidy_views(st, now)
+
+    def _tidy_views(self, st: Holder, now: float) -> None:
+        cutoff = now - self.policy.browse_view_window
+        stale = [pid for pid, v in st.views.items() if v.due is None and v.times[-1] <= cutoff]
+        for pid in stale:
+            del st.views[pid]
+
+    def _holds(self, st: CustomerState, sku: str) -> bool:
+        return any(sku in cart.lines for cart in st.carts.values())
+
+    def _index(self, st: CustomerState, sku: str, holding: bool, t: float, out: Outbox) -> None:
+        out.internal.append((SKU, sku, CartIndex(sku, st.customer_id, holding, t)))
+
+    def _is_sensitive(self, st: CustomerState, line: CartLine) -> bool:
+        return self._sensitive_categories(st, line.categories)
+
+    def _sensitive_categories(self, st: CustomerState, categories: list[str]) -> bool:
+        sensitive = self.policy.sensitive
+        return any(c in sensitive and c not in st.opt_in for c in categories)
+
+    # ---------------------------------------------------------------- decide
+
+    def _decide(self, st: CustomerState, firing: Firing, now: float, out: Outbox) -> None:
+        """Run the guardrails channel by channel; emit on the first that passes."""
+        trigger = self.policy.triggers[firing.kind]
+        items = [i for i in firing.items if not self._sensitive_categories(st, i[3])]
+        check = Check(self.policy, st, firing, now, items)
+        start = max(firing.created_at, now)
+        reason = "no_channel"
+        for channel in trigger.channels:
+            check.channel = channel
+            check.send_after = start
+            failed = judge(check)
+            if failed is None:
+                self._emit(st, check, start, out)
+                return
+            reason = failed
+        self._decide_record(
+            out, st.customer_id, None, firing.kind, None, "suppressed", reason,
+            firing.created_at, firing.event_ids,
+        )
+
+    def _emit(self, st: CustomerState, check: Check, start: float, out: Outbox) -> None:
+        firing = check.firing
+        trigger = self.policy.triggers[firing.kind]
+        channel = check.channel
+        intent_id = stable_id(
+            "int", firing.kind, st.customer_id, firing.target, firing.created_at, channel,
+            *firing.event_ids,
+        )
+        grant = st.consents[channel]
+        created = iso(firing.created_at)
+        links = None
+        if self.links is not None:
+            claims = LinkClaims(st.customer_id, channel, trigger.topic, intent_id)
+            links = self.links.links(claims)
+        intent = ContactIntent(
+            intent_id=intent_id,
+            customer_id=st.customer_id,
+            channel=channel,
+            kind=firing.kind,
+            items=[IntentItem(sku, qty, price) for sku, qty, price, _ in check.items],
+            created_at=created,
+            send_after=iso(check.send_after),
+            send_before=iso(firing.created_at + self.policy.validity),
+            topic=trigger.topic,
+            reasons=[firing.kind, *check.passed],
+            consent=ConsentRef(channel, iso(grant.at), grant.source),
+            policy_version=self.policy.version,
+            links=links,
+        )
+        out.intents.append((st.customer_id, intent))
+        st.sent.append(Sent(
+            intent_id, firing.kind, channel, firing.created_at, check.send_after,
+            firing.target, [i[0] for i in check.items],
+        ))
+        outcome = "deferred" if check.send_after > start else "emitted"
+        self._decide_record(
+            out, st.customer_id, None, firing.kind, channel, outcome, None, firing.created_at,
+            firing.event_ids, intent_id,
+        )
+
+    def _decide_record(
+        self,
+        out: Outbox,
+        customer_id: str | None,
+        session_id: str | None,
+        kind: str,
+        channel: str | None,
+        outcome: str,
+        reason: str | None,
+        at: float,
+        event_ids: list[str],
+        intent_id: str | None = None,
+    ) -> None:
+        subject = customer_id if customer_id is not None else f"session:{session_id}"
+        decision = Decision(
+            decision_id=stable_id("dec", kind, subject, outcome, reason, at, *event_ids),
+            customer_id=customer_id,
+            kind=kind,
+            channel=channel,
+            outcome=outcome,  # type: ignore[arg-type]
+            reason=reason,
+            at=iso(at),
+            trigger_event_ids=list(event_ids),
+            intent_id=intent_id,
+            session_id=session_id,
+        )
+        key = customer_id if customer_id is not None else str(session_id)
+        out.decisions.append((key, decision))
+
+    # ------------------------------------------------------------------ misc
+
+    def _first_time(self, seen: dict[str, float], event_id: str, t: float) -> bool:
+        """Record ``event_id``; False when it was seen within the dedup window."""
+        if event_id in seen:
+            return False
+        seen[event_id] = t
+        cutoff = t - self.policy.dedup_window
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] > cutoff:
+                break
+            del seen[oldest]
+        return True

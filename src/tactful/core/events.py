@@ -1,0 +1,240 @@
+"""Input events of SPEC §1 as typed, immutable records.
+
+These Structs are the single definition of the input contract: the decoder
+validates against them in one pass, and ``schemas/`` is generated from them
+(a test keeps the checked-in files equal to the generated ones).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Channel = Literal["email", "sms", "push", "phone"]
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "phone")
+Topic = Literal["cart_reminders", "stock_alerts", "deals", "recommendations"]
+IdentityMethod = Literal["login", "email_link", "cookie", "ip_match", "device_graph"]
+VERIFIED_METHODS = frozenset({"login", "email_link"})
+
+Ts = Annotated[datetime, Meta(tz=True, description="RFC 3339 timestamp with offset")]
+Id = Annotated[str, Meta(min_length=1, max_length=256)]
+Sku = Annotated[str, Meta(min_length=1, max_length=256)]
+Qty = Annotated[int, Meta(ge=1, le=1_000_000)]
+Money = Annotated[float, Meta(ge=0, le=1e12)]
+Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$")]
+HhMm = Annotated[str, Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+Category = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class Identity(Struct, frozen=True, forbid_unknown_fields=False):
+    method: IdentityMethod
+
+
+class Item(Struct, frozen=True):
+    sku: Sku
+    qty: Qty
+    price: Money
+
+
+class QuietHours(Struct, frozen=True):
+    start: HhMm
+    end: HhMm
+
+
+class Event(Struct, frozen=True, tag_field="type", kw_only=True):
+    event_id: Id
+    ts: Ts
+
+
+# --- tactful.storefront (key: session_id) -----------------------------------
+
+
+class StorefrontEvent(Event, frozen=True, kw_only=True):
+    session_id: Id
+    customer_id: Id | None = None
+    identity: Identity | None = None
+
+
+class ProductEvent(StorefrontEvent, frozen=True, kw_only=True):
+    sku: Sku
+    product_id: Id
+    category: list[Category]
+    price: Money
+    currency: Currency
+    qty: Qty
+
+
+class PageView(StorefrontEvent, frozen=True, kw_only=True, tag="page_view"):
+    pass
+
+
+class ProductView(ProductEvent, frozen=True, kw_only=True, tag="product_view"):
+    pass
+
+
+class CartAdd(ProductEvent, frozen=True, kw_only=True, tag="cart_add"):
+    pass
+
+
+class CartRemove(ProductEvent, frozen=True, kw_only=True, tag="cart_remove"):
+    pass
+
+
+class CheckoutStarted(StorefrontEvent, frozen=True, kw_only=True, tag="checkout_started"):
+    pass
+
+
+class Purchase(StorefrontEvent, frozen=True, kw_only=True, tag="purchase"):
+    order_id: Id
+    items: Annotated[list[Item], Meta(min_length=1)]
+    gift: bool
+
+
+class Login(StorefrontEvent, frozen=True, kw_only=True, tag="login"):
+    pass
+
+
+class Logout(StorefrontEvent, frozen=True, kw_only=True, tag="logout"):
+    pass
+
+
+# --- tactful.inventory (key: sku) --------------------------------------------
+
+
+class StockLevel(Event, frozen=True, kw_only=True, tag="stock_level"):
+    sku: Sku
+    available: Annotated[int, Meta(ge=0)]
+
+
+class PriceChange(Event, frozen=True, kw_only=True, tag="price_change"):
+    sku: Sku
+    price: Money
+    currency: Currency
+
+
+# --- tactful.consent (key: customer_id) ---------------------------------------
+
+
+class CustomerEvent(Event, frozen=True, kw_only=True):
+    customer_id: Id
+
+
+class ConsentGranted(CustomerEvent, frozen=True, kw_only=True, tag="consent_granted"):
+    channel: Channel
+    source: Id
+    expires_at: Ts | None = None
+
+
+class ConsentRevoked(CustomerEvent, frozen=True, kw_only=True, tag="consent_revoked"):
+    channel: Channel
+    source: Id
+    expires_at: Ts | None = None
+
+
+class PreferencesSet(CustomerEvent, frozen=True, kw_only=True, tag="preferences_set"):
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    topics_opt_out: list[Topic] | None = None
+    topics_opt_in: list[Category] | None = None
+    quiet_hours: QuietHours | None = None
+
+
+class EraseRequested(CustomerEvent, frozen=True, kw_only=True, tag="erase_requested"):
+    pass
+
+
+# --- tactful.feedback (key: customer_id) --------------------------------------
+
+
+class FeedbackEvent(CustomerEvent, frozen=True, kw_only=True):
+    channel: Channel
+    intent_id: Id | None = None
+
+
+class Delivered(FeedbackEvent, frozen=True, kw_only=True, tag="delivered"):
+    pass
+
+
+class Opened(FeedbackEvent, frozen=True, kw_only=True, tag="opened"):
+    pass
+
+
+class Clicked(FeedbackEvent, frozen=True, kw_only=True, tag="clicked"):
+    pass
+
+
+class Bounced(FeedbackEvent, frozen=True, kw_only=True, tag="bounced"):
+    pass
+
+
+class Complained(FeedbackEvent, frozen=True, kw_only=True, tag="complained"):
+    pass
+
+
+class Unsubscribed(FeedbackEvent, frozen=True, kw_only=True, tag="unsubscribed"):
+    pass
+
+
+class DoNotContact(FeedbackEvent, frozen=True, kw_only=True, tag="do_not_contact"):
+    pass
+
+
+StorefrontEvents = (
+    PageView | ProductView | CartAdd | CartRemove | CheckoutStarted | Purchase | Login | Logout
+)
+InventoryEvents = StockLevel | PriceChange
+ConsentEvents = ConsentGranted | ConsentRevoked | PreferencesSet | EraseRequested
+FeedbackEvents = Delivered | Opened | Clicked | Bounced | Complained | Unsubscribed | DoNotContact
+AnyEvent = StorefrontEvents | InventoryEvents | ConsentEvents | FeedbackEvents
+
+# Input topics (default names) and the event types each carries, in SPEC order.
+TOPIC_TYPES: dict[str, tuple[type[Event], ...]] = {
+    "storefront": (
+        PageView, ProductView, CartAdd, CartRemove, CheckoutStarted, Purchase, Login, Logout,
+    ),
+    "inventory": (StockLevel, PriceChange),
+    "consent": (ConsentGranted, ConsentRevoked, PreferencesSet, EraseRequested),
+    "feedback": (Delivered, Opened, Clicked, Bounced, Complained, Unsubscribed, DoNotContact),
+}
+# Which field of an event is its Kafka key, per input topic.
+TOPIC_KEY_FIELD: dict[str, str] = {
+    "storefront": "session_id",
+    "inventory": "sku",
+    "consent": "customer_id",
+    "feedback": "customer_id",
+}
+TYPE_TOPIC: dict[str, str] = {
+    msgspec.inspect.type_info(cls).tag: topic  # type: ignore[attr-defined]
+    for topic, classes in TOPIC_TYPES.items()
+    for cls in classes
+}
+EVENT_TYPES: dict[str, type[Event]] = {
+    msgspec.inspect.type_info(cls).tag: cls  # type: ignore[attr-defined]
+    for classes in TOPIC_TYPES.values()
+    for cls in classes
+}
+
+
+def topic_of(event: Event) -> str:
+    """The input topic (short name) an event belongs to."""
+    return TYPE_TOPIC[type_of(event)]
+
+
+def type_of(event: Event) -> str:
+    return event.__struct_config__.tag  # type: ignore[return-value]
+
+
+def key_of(event: Event) -> str:
+    """The Kafka key SPEC §1 gives the event."""
+    value: str = getattr(event, TOPIC_KEY_FIELD[topic_of(event)])
+    return value
+
+
+def verified_customer(event: StorefrontEvent) -> str | None:
+    """The customer id of a storefront event when its identity is verified, else None."""
+    if event.customer_id is not None and event.identity is not None:
+        if event.identity.method in VERIFIED_METHODS:
+            return event.customer_id
+    return None

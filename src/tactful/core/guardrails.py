@@ -1,0 +1,196 @@
+"""The guardrails of SPEC §4, in the spec's order, one small function each.
+
+Each takes the ``Check`` for one (trigger, channel) and returns None when it
+passes or a reason code when it fails; the first failure is the channel's
+reason. Quiet hours never fail: they move ``send_after`` to the next allowed
+minute (a *deferred* intent), and staleness then judges that moment.
+
+Customer-wide guardrails (1, 4 for do_not_contact, 9–11, 13) give the same
+answer for every channel; they sit in spec order all the same, so a reader
+finds every rule here by its number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tactful.core.policy import Policy
+from tactful.core.quiet_hours import next_allowed, zone
+from tactful.core.state import CustomerState
+
+
+@dataclass(slots=True)
+class Firing:
+    """A trigger that is due now, before the guardrails judge it."""
+
+    kind: str
+    target: str  # cart (session id) or sku: the cooldown key
+    items: list[tuple[str, int, float, list[str]]]  # (sku, qty, price, categories)
+    event_ids: list[str]
+    created_at: float  # due time: the intent's created_at
+    activity_at: float  # the activity that triggered it (min lag)
+    sessions: tuple[str, ...] = ()  # where the activity happened (gift exclusion)
+    still_wanted: bool = True  # False once conversion ended it (guardrail 9)
+
+
+@dataclass(slots=True)
+class Check:
+    policy: Policy
+    customer: CustomerState
+    firing: Firing
+    now: float
+    items: list[tuple[str, int, float, list[str]]]  # non-sensitive items only
+    channel: str = ""
+    send_after: float = 0.0
+    passed: list[str] = field(default_factory=list)
+
+
+Guardrail = Callable[[Check], str | None]
+
+
+def verified_identity(c: Check) -> str | None:
+    # 1. Customer state exists only for verified customers: sessions known
+    # through cookie/ip_match/device_graph never reach it (see engine).
+    return None
+
+
+def consent(c: Check) -> str | None:
+    # 2. Granted, not revoked, not expired at decision time.
+    grant = c.customer.consents.get(c.channel)
+    if grant is None or not grant.granted:
+        return "no_consent"
+    if grant.expires_at is not None and grant.expires_at <= c.now:
+        return "consent_expired"
+    return None
+
+
+def topic_preferences(c: Check) -> str | None:
+    # 3. An opted-out topic is never used.
+    if c.policy.triggers[c.firing.kind].topic in c.customer.opt_out:
+        return "topic_opt_out"
+    return None
+
+
+def do_not_contact(c: Check) -> str | None:
+    # 4. complained / unsubscribed (their channel) and do_not_contact (every channel).
+    if c.channel in c.customer.blocked:
+        return "do_not_contact"
+    return None
+
+
+def quiet_hours(c: Check) -> str | None:
+    # 5. sms/push/phone only inside the allowed window in the customer's zone;
+    # the customer's own quiet period narrows it. Defers, never fails: a
+    # window that never opens leaves send_after unbounded and staleness fails it.
+    if c.channel not in c.policy.quiet_channels:
+        return None
+    tz = zone(c.customer.timezone or c.policy.default_timezone)
+    allowed = next_allowed(
+        c.send_after, tz, c.policy.quiet_from, c.policy.quiet_until, c.customer.quiet
+    )
+    c.send_after = float("inf") if allowed is None else allowed
+    return None
+
+
+def frequency_caps(c: Check) -> str | None:
+    # 6. Emitted, not cancelled, intents counted by created_at in (now - window, now].
+    for cap in c.policy.frequency_caps:
+        if cap.channel is not None and cap.channel != c.channel:
+            continue
+        since = c.firing.created_at - cap.window
+        count = 0
+        for sent in c.customer.sent:
+            if sent.cancelled or sent.created_at <= since:
+                continue
+            if cap.channel is None or sent.channel == cap.channel:
+                count += 1
+        if count >= cap.max:
+            return "frequency_cap"
+    return None
+
+
+def cooldown(c: Check) -> str | None:
+    # 7. The same kind for the same sku or cart is not repeated within the window.
+    since = c.firing.created_at - c.policy.cooldown
+    for sent in c.customer.sent:
+        if (
+            not sent.cancelled
+            and sent.kind == c.firing.kind
+            and sent.target == c.firing.target
+            and sent.created_at > since
+        ):
+            return "cooldown"
+    return None
+
+
+def min_lag(c: Check) -> str | None:
+    # 8. A call only long enough after the activity that triggered it.
+    if c.channel in c.policy.min_lag_channels:
+        if c.firing.created_at - c.firing.activity_at < c.policy.min_lag:
+            return "min_lag"
+    return None
+
+
+def conversion(c: Check) -> str | None:
+    # 9. A purchase or an emptied cart ends pending triggers (the engine
+    # cancels them at once); a firing that was ended meanwhile stops here.
+    return None if c.firing.still_wanted else "converted"
+
+
+def gifts(c: Check) -> str | None:
+    # 10. Gift purchases never feed browse or recommendation triggers.
+    if c.policy.triggers[c.firing.kind].topic != "recommendations":
+        return None
+    if any(item[0] in c.customer.gift_skus for item in c.firing.items):
+        return "gift_excluded"
+    if any(s in c.customer.gift_sessions for s in c.firing.sessions):
+        return "gift_excluded"
+    return None
+
+
+def sensitive_category(c: Check) -> str | None:
+    # 11. Sensitive items are left out of every trigger; nothing left, no trigger.
+    return None if c.items else "sensitive_category"
+
+
+def staleness(c: Check) -> str | None:
+    # 12. Not deliverable within the trigger's validity: stale. Also when the
+    # clock is already past it (a timer fired late, e.g. after a long outage).
+    valid_until = c.firing.created_at + c.policy.validity
+    if c.send_after > valid_until or c.now > valid_until:
+        return "stale"
+    return None
+
+
+def erasure(c: Check) -> str | None:
+    # 13. Erasure deletes the customer's state; nothing erased can reach here.
+    return None
+
+
+GUARDRAILS: tuple[Guardrail, ...] = (
+    verified_identity,   # 1
+    consent,             # 2
+    topic_preferences,   # 3
+    do_not_contact,      # 4
+    quiet_hours,         # 5
+    frequency_caps,      # 6
+    cooldown,            # 7
+    min_lag,             # 8
+    conversion,          # 9
+    gifts,               # 10
+    sensitive_category,  # 11
+    staleness,           # 12
+    erasure,             # 13
+)
+
+
+def judge(c: Check) -> str | None:
+    """Run every guardrail for ``c.channel``; None when the channel may be used."""
+    c.passed.clear()
+    for guardrail in GUARDRAILS:
+        reason = guardrail(c)
+        if reason is not None:
+            return reason
+        c.passed.append(guardrail.__name__)
+    return None

@@ -1,0 +1,63 @@
+"""Messages between the three state scopes (session, customer, sku).
+
+In ``tactful replay`` they are routed in-process; in the worker they travel on
+internal topics keyed by the receiving scope's key. Either way the engine
+sees the same messages in the same per-key order.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from tactful.core.events import StorefrontEvents
+from tactful.core.state import Cart, Views
+
+
+class SessionFact(Struct, frozen=True, tag="session_fact"):
+    """A storefront event of a session bound to a verified customer."""
+
+    customer_id: str
+    session_id: str
+    event: StorefrontEvents
+
+
+class AdoptSession(Struct, frozen=True, tag="adopt_session"):
+    """A session just became verified: its cart and views become the customer's."""
+
+    customer_id: str
+    session_id: str
+    carts: dict[str, Cart]
+    views: dict[str, Views]
+    at: float
+
+
+class SkuSignal(Struct, frozen=True, tag="sku_signal"):
+    """A stock or price change of a sku the customer holds in a cart."""
+
+    customer_id: str
+    sku: str
+    signal: str  # low_stock | back_in_stock | price_change
+    price: float | None
+    event_id: str
+    at: float
+
+
+class CartIndex(Struct, frozen=True, tag="cart_index"):
+    """The customer started (holding=True) or stopped holding the sku in any cart."""
+
+    sku: str
+    customer_id: str
+    holding: bool
+    at: float
+
+
+class EraseSession(Struct, frozen=True, tag="erase_session"):
+    session_id: str
+    customer_id: str
+    at: float
+
+
+CustomerMessage = SessionFact | AdoptSession | SkuSignal
+SkuMessage = CartIndex
+SessionMessage = EraseSession
+InternalMessage = SessionFact | AdoptSession | SkuSignal | CartIndex | EraseSession

@@ -1,0 +1,123 @@
+"""The whole engine in one process: the three scopes wired together, with a timer heap.
+
+This is how ``tactful replay`` runs the engine without Kafka; the worker runs
+the same ``Engine`` methods per table instead, and moves ``Outbox.internal``
+messages over internal topics.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from tactful.core.engine import CUSTOMER, SESSION, SKU, Engine, Outbox
+from tactful.core.events import (
+    ConsentEvents,
+    CustomerEvent,
+    Event,
+    PriceChange,
+    StockLevel,
+    StorefrontEvent,
+)
+from tactful.core.messages import CartIndex, EraseSession
+from tactful.core.state import CustomerState, SessionState, SkuState
+
+__all__ = ["ConsentEvents", "Pipeline"]
+
+
+class Pipeline:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions: dict[str, SessionState] = {}
+        self.customers: dict[str, CustomerState] = {}
+        self.skus: dict[str, SkuState] = {}
+        self.clock = float("-inf")
+        self._timers: list[tuple[float, str, str]] = []
+        self._scheduled: dict[tuple[str, str], float] = {}
+
+    def feed(self, event: Event, out: Outbox) -> None:
+        """Apply one event: first fire everything due by its timestamp."""
+        t = event.ts.timestamp()
+        self.advance(t, out)
+        if isinstance(event, StorefrontEvent):
+            self._session(event.session_id, event, t, out)
+        elif isinstance(event, StockLevel | PriceChange):
+            self._sku(event.sku, event, t, out)
+        else:
+            assert isinstance(event, CustomerEvent)
+            self._customer(event.customer_id, event, t, out)
+        self._drain(t, out)
+
+    def advance(self, now: float, out: Outbox) -> None:
+        """Move the clock to ``now`` (never back), firing due triggers in time order."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, scope, key = heapq.heappop(timers)
+            if self._scheduled.get((scope, key)) != due:
+                continue  # rescheduled since; a newer entry exists
+            del self._scheduled[(scope, key)]
+            self.clock = max(self.clock, due)
+            if scope == CUSTOMER:
+                customer = self.customers.get(key)
+                if customer is not None:
+                    self.engine.advance_customer(customer, due, out)
+                    self._reschedule(CUSTOMER, key, customer)
+            else:
+                session = self.sessions.get(key)
+                if session is not None:
+                    kept = self.engine.advance_session(session, due, out)
+                    self._store_session(key, kept)
+            self._drain(due, out)
+        self.clock = max(self.clock, now)
+
+    def _drain(self, t: float, out: Outbox) -> None:
+        internal = out.internal
+        while internal:
+            scope, key, msg = internal.pop(0)
+            if scope == CUSTOMER:
+                self._customer(key, msg, t, out)
+            elif scope == SKU:
+                assert isinstance(msg, CartIndex)
+                self._sku(key, msg, t, out)
+            else:
+                assert isinstance(msg, EraseSession)
+                self._session(key, msg, t, out)
+
+    def _session(
+        self, key: str, msg: StorefrontEvent | EraseSession, t: float, out: Outbox
+    ) -> None:
+        kept = self.engine.on_session(self.sessions.get(key), msg, t, out)
+        self._store_session(key, kept)
+
+    def _store_session(self, key: str, state: SessionState | None) -> None:
+        if state is None:
+            self.sessions.pop(key, None)
+            self._scheduled.pop((SESSION, key), None)
+        else:
+            self.sessions[key] = state
+            self._reschedule(SESSION, key, state)
+
+    def _customer(self, key: str, msg: object, t: float, out: Outbox) -> None:
+        kept = self.engine.on_customer(self.customers.get(key), msg, t, out)
+        if kept is None:
+            self.customers.pop(key, None)
+            self._scheduled.pop((CUSTOMER, key), None)
+        else:
+            self.customers[key] = kept
+            self._reschedule(CUSTOMER, key, kept)
+
+    def _sku(self, key: str, msg: StockLevel | PriceChange | CartIndex, t: float, out: Outbox) -> None:
+        kept = self.engine.on_sku(self.skus.get(key), msg, t, out)
+        if kept is None:
+            self.skus.pop(key, None)
+        else:
+            self.skus[key] = kept
+
+    def _reschedule(self, scope: str, key: str, state: SessionState | CustomerState) -> None:
+        due = self.engine.next_due(state)
+        if due is None:
+            self._scheduled.pop((scope, key), None)
+            return
+        if self._scheduled.get((scope, key)) == due:
+            return
+        self._scheduled[(scope, key)] = due
+        heapq.heappush(self._timers, (due, scope, key))

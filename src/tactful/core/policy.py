@@ -1,0 +1,297 @@
+"""The policy: every number of SPEC §3–§4, loaded from one TOML file.
+
+A wrong file fails at start with the file, key and reason (``PolicyError``).
+``version`` on every intent is the file's own version plus a hash of its bytes,
+so two files that differ never share a version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tactful.core.errors import PolicyError
+from tactful.core.events import CHANNELS
+
+KINDS = (
+    "abandoned_cart",
+    "assist_offer",
+    "browse_abandonment",
+    "low_stock",
+    "back_in_stock",
+    "price_drop",
+)
+TOPICS = ("cart_reminders", "stock_alerts", "deals", "recommendations")
+_DURATION = re.compile(r"^([0-9]+)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerPolicy:
+    kind: str
+    channels: tuple[str, ...]
+    topic: str
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyCap:
+    window: float
+    max: int
+    channel: str | None  # None: across all channels
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    version: str
+    default_timezone: str
+    validity: float
+    dedup_window: float
+    session_ttl: float
+    triggers: dict[str, TriggerPolicy]
+    assist_min_cart_value: float
+    assist_after_reminder: float
+    browse_min_views: int
+    browse_view_window: float
+    low_stock_threshold: int
+    price_drop_min: float
+    quiet_from: int  # minutes after local midnight
+    quiet_until: int
+    quiet_channels: frozenset[str]
+    frequency_caps: tuple[FrequencyCap, ...]
+    cooldown: float
+    min_lag_channels: frozenset[str]
+    min_lag: float
+    sensitive: frozenset[str]
+
+    @property
+    def longest_memory(self) -> float:
+        """How long intent history must be kept to answer every cap and cooldown."""
+        windows = [c.window for c in self.frequency_caps]
+        windows += [self.cooldown, self.assist_after_reminder + self.triggers["assist_offer"].delay]
+        return max(windows)
+
+
+DEFAULT_POLICY_FILE = "default.toml"
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate a policy file; the packaged default when ``path`` is None."""
+    if path is None:
+        ref = resources.files("tactful") / "policy" / DEFAULT_POLICY_FILE
+        raw = ref.read_bytes()
+        name = f"tactful/policy/{DEFAULT_POLICY_FILE}"
+    else:
+        name = str(path)
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise PolicyError(name, "-", f"cannot read: {exc.strerror}") from None
+    return parse_policy(raw, name)
+
+
+def parse_policy(raw: bytes, name: str = "<policy>") -> Policy:
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(name, "-", f"not valid TOML: {exc}") from None
+    reader = _Reader(name, text)
+    policy = reader.policy(doc)
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return _with_version(policy, f"{policy.version}+{digest}")
+
+
+def _with_version(policy: Policy, version: str) -> Policy:
+    from dataclasses import replace
+
+    return replace(policy, version=version)
+
+
+class _Reader:
+    """Reads the TOML document key by key, so every error names its key."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text
+
+    def fail(self, key: str, reason: str) -> PolicyError:
+        leaf = key.rsplit(".", 1)[-1].split("[")[0]
+        line = None
+        for number, content in enumerate(self.text.splitlines(), start=1):
+            if re.match(rf"^\s*{re.escape(leaf)}\s*=", content):
+                line = number
+                break
+        return PolicyError(self.name, key, reason, line)
+
+    def table(self, doc: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+        value = doc.get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", "unknown key")
+        return value
+
+    def duration(self, table: dict[str, Any], key: str, full: str) -> float:
+        value = table.get(key)
+        if not isinstance(value, str) or not (m := _DURATION.match(value)):
+            raise self.fail(full, f"must be a duration like '4h' or '90m', got {value!r}")
+        return float(int(m.group(1)) * _UNITS[m.group(2)])
+
+    def number(self, table: dict[str, Any], key: str, full: str, lo: float, hi: float) -> float:
+        value = table.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(full, f"must be a number, got {value!r}")
+        if not lo <= value <= hi:
+            raise self.fail(full, f"must be between {lo} and {hi}, got {value!r}")
+        return float(value)
+
+    def channels(self, table: dict[str, Any], key: str, full: str, empty_ok: bool) -> tuple[str, ...]:
+        value = table.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(full, "must be a list of channel names")
+        bad = [v for v in value if v not in CHANNELS]
+        if bad:
+            raise self.fail(full, f"unknown channel {bad[0]!r} (one of {', '.join(CHANNELS)})")
+        if len(set(value)) != len(value):
+            raise self.fail(full, "lists a channel twice")
+        if not value and not empty_ok:
+            raise self.fail(full, "must not be empty")
+        return tuple(value)
+
+    def hhmm(self, table: dict[str, Any], key: str, full: str) -> int:
+        value = table.get(key)
+        if not isinstance(value, str) or not (m := _HHMM.match(value)):
+            raise self.fail(full, f"must be a time 'HH:MM', got {value!r}")
+        return int(m.group(1)) * 60 + int(m.group(2))
+
+    def policy(self, doc: dict[str, Any]) -> Policy:
+        top = {
+            "version", "default_timezone", "validity", "dedup_window", "session_ttl", "triggers",
+            "quiet_hours", "frequency_caps", "cooldown", "min_lag", "sensitive",
+        }
+        unknown = sorted(set(doc) - top)
+        if unknown:
+            raise self.fail(unknown[0], "unknown key")
+        version = doc.get("version")
+        if not isinstance(version, str) or not version:
+            raise self.fail("version", "must be a non-empty string")
+        tz = doc.get("default_timezone")
+        if not isinstance(tz, str):
+            raise self.fail("default_timezone", "must be an IANA time zone name")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail("default_timezone", f"unknown time zone {tz!r}") from None
+
+        triggers_doc = self.table(doc, "triggers", set(KINDS))
+        missing = [k for k in KINDS if k not in triggers_doc]
+        if missing:
+            raise self.fail(f"triggers.{missing[0]}", "missing trigger table")
+        extra_keys = {
+            "abandoned_cart": {"delay"},
+            "assist_offer": {"delay", "min_cart_value", "after_reminder"},
+            "browse_abandonment": {"delay", "min_views", "view_window"},
+            "low_stock": {"threshold"},
+            "back_in_stock": set(),
+            "price_drop": {"min_drop"},
+        }
+        triggers: dict[str, TriggerPolicy] = {}
+        for kind in KINDS:
+            full = f"triggers.{kind}"
+            t = self.table(triggers_doc, full, {"channels", "topic"} | extra_keys[kind])
+            topic = t.get("topic")
+            if topic not in TOPICS:
+                raise self.fail(f"{full}.topic", f"must be one of {', '.join(TOPICS)}")
+            delay = self.duration(t, "delay", f"{full}.delay") if "delay" in extra_keys[kind] else 0
+            chans = self.channels(t, "channels", f"{full}.channels", empty_ok=True)
+            triggers[kind] = TriggerPolicy(kind, chans, str(topic), delay)
+        assist = triggers_doc["assist_offer"]
+        browse = triggers_doc["browse_abandonment"]
+
+        quiet = self.table(doc, "quiet_hours", {"allowed_from", "allowed_until", "channels"})
+        quiet_from = self.hhmm(quiet, "allowed_from", "quiet_hours.allowed_from")
+        quiet_until = self.hhmm(quiet, "allowed_until", "quiet_hours.allowed_until")
+        if quiet_from >= quiet_until:
+            raise self.fail("quiet_hours.allowed_until", "must be later than allowed_from")
+
+        caps_doc = doc.get("frequency_caps", [])
+        if not isinstance(caps_doc, list):
+            raise self.fail("frequency_caps", "must be an array of tables")
+        caps = []
+        for i, cap in enumerate(caps_doc):
+            full = f"frequency_caps[{i}]"
+            if not isinstance(cap, dict):
+                raise self.fail(full, "must be a table")
+            unknown = sorted(set(cap) - {"window", "max", "channel"})
+            if unknown:
+                raise self.fail(f"{full}.{unknown[0]}", "unknown key")
+            channel = cap.get("channel")
+            if channel is not None and channel not in CHANNELS:
+                raise self.fail(f"{full}.channel", f"unknown channel {channel!r}")
+            caps.append(
+                FrequencyCap(
+                    self.duration(cap, "window", f"{full}.window"),
+                    int(self.number(cap, "max", f"{full}.max", 0, 1_000_000)),
+                    channel,
+                )
+            )
+
+        cooldown = self.table(doc, "cooldown", {"window"})
+        min_lag = self.table(doc, "min_lag", {"channels", "lag"})
+        sensitive = self.table(doc, "sensitive", {"categories"})
+        cats = sensitive.get("categories", [])
+        if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
+            raise self.fail("sensitive.categories", "must be a list of category names")
+        for key in ("validity", "dedup_window", "session_ttl"):
+            if key not in doc:
+                raise self.fail(key, "missing")
+
+        return Policy(
+            version=version,
+            default_timezone=tz,
+            validity=self.duration(doc, "validity", "validity"),
+            dedup_window=self.duration(doc, "dedup_window", "dedup_window"),
+            session_ttl=self.duration(doc, "session_ttl", "session_ttl"),
+            triggers=triggers,
+            assist_min_cart_value=self.number(
+                assist, "min_cart_value", "triggers.assist_offer.min_cart_value", 0, 1e12
+            ),
+            assist_after_reminder=self.duration(
+                assist, "after_reminder", "triggers.assist_offer.after_reminder"
+            ),
+            browse_min_views=int(
+                self.number(browse, "min_views", "triggers.browse_abandonment.min_views", 1, 1000)
+            ),
+            browse_view_window=self.duration(
+                browse, "view_window", "triggers.browse_abandonment.view_window"
+            ),
+            low_stock_threshold=int(
+                self.number(
+                    triggers_doc["low_stock"], "threshold", "triggers.low_stock.threshold", 0, 1e9
+                )
+            ),
+            price_drop_min=self.number(
+                triggers_doc["price_drop"], "min_drop", "triggers.price_drop.min_drop", 0.0, 1.0
+            ),
+            quiet_from=quiet_from,
+            quiet_until=quiet_until,
+            quiet_channels=frozenset(
+                self.channels(quiet, "channels", "quiet_hours.channels", empty_ok=True)
+            ),
+            frequency_caps=tuple(caps),
+            cooldown=self.duration(cooldown, "window", "cooldown.window"),
+            min_lag_channels=frozenset(
+                self.channels(min_lag, "channels", "min_lag.channels", empty_ok=True)
+            ),
+            min_lag=self.duration(min_lag, "lag", "min_lag.lag"),
+            sensitive=frozenset(cats),
+        )

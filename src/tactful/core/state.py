@@ -1,0 +1,129 @@
+"""Per-key state: plain records that serialize compactly (msgpack) and carry a schema version.
+
+Three scopes, each the value of one changelogged table in the worker:
+``SessionState`` (key: session_id), ``CustomerState`` (key: customer_id) and
+``SkuState`` (key: sku). Pending triggers are data here (``*_due`` fields), so
+they survive restarts and move with their partition.
+
+The engine mutates the state object it is handed and returns it (or None
+when the key must be deleted); callers own the object and persist it after.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from msgspec import Struct
+
+SCHEMA_VERSION = 1
+
+
+class CartLine(Struct, omit_defaults=True):
+    sku: str
+    product_id: str
+    qty: int
+    price: float  # the price on the line's (latest) cart_add: price drops compare with it
+    currency: str
+    categories: list[str]
+
+
+class Cart(Struct, omit_defaults=True):
+    lines: dict[str, CartLine]
+    last_activity: float
+    last_event_id: str
+    abandoned_due: float | None = None  # pending abandoned_cart
+    assist_due: float | None = None  # pending assist_offer
+
+
+class Views(Struct, omit_defaults=True):
+    """Views of one product that may become a browse_abandonment trigger."""
+
+    sku: str
+    price: float
+    currency: str
+    categories: list[str]
+    times: list[float]
+    event_ids: list[str]
+    sessions: list[str]
+    due: float | None = None
+
+
+class Consent(Struct, omit_defaults=True):
+    granted: bool
+    at: float
+    source: str
+    expires_at: float | None = None
+
+
+class Sent(Struct, omit_defaults=True):
+    """An intent this customer was sent: for caps, cooldowns, the ladder and cancellation."""
+
+    intent_id: str
+    kind: str
+    channel: str
+    created_at: float
+    send_after: float
+    target: str  # the cart (session id) or sku the cooldown is keyed by
+    skus: list[str]
+    cancelled: bool = False
+
+
+class SessionState(Struct, omit_defaults=True):
+    session_id: str
+    schema_version: int = SCHEMA_VERSION
+    customer_id: str | None = None  # bound verified customer, never a guessed one
+    last_seen: float = 0.0
+    seen: dict[str, float] = {}
+    carts: dict[str, Cart] = {}
+    views: dict[str, Views] = {}
+
+
+class CustomerState(Struct, omit_defaults=True):
+    customer_id: str
+    schema_version: int = SCHEMA_VERSION
+    seen: dict[str, float] = {}
+    consents: dict[str, Consent] = {}
+    blocked: dict[str, float] = {}  # channel -> when a sender said stop
+    timezone: str | None = None
+    quiet: tuple[int, int] | None = None  # the customer's own no-contact period, minutes
+    opt_out: list[str] = []
+    opt_in: list[str] = []
+    carts: dict[str, Cart] = {}  # keyed by session id
+    views: dict[str, Views] = {}  # keyed by product id
+    gift_skus: list[str] = []
+    gift_sessions: list[str] = []
+    sent: list[Sent] = []
+    sessions: list[str] = []  # sessions bound to this customer, for erasure
+
+
+class SkuState(Struct, omit_defaults=True):
+    sku: str
+    schema_version: int = SCHEMA_VERSION
+    seen: dict[str, float] = {}
+    available: int | None = None
+    price: float | None = None
+    holders: dict[str, float] = {}  # verified customers with the sku in a cart -> since
+
+
+AnyState = SessionState | CustomerState | SkuState
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {
+    cls: msgspec.msgpack.Decoder(cls) for cls in (SessionState, CustomerState, SkuState)
+}
+
+
+def encode_state(state: AnyState) -> bytes:
+    return _encoder.encode(state)
+
+
+S = TypeVar("S", SessionState, CustomerState, SkuState)
+
+
+def decode_state(cls: type[S], data: bytes) -> S:
+    """Decode stored state, lifting older schema versions first (none exist yet)."""
+    state: S = _decoders[cls].decode(data)
+    if state.schema_version > SCHEMA_VERSION:
+        raise ValueError(f"state written by a newer tactful (schema {state.schema_version})")
+    return state

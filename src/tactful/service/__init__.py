@@ -1,0 +1,1 @@
+"""The Faust worker shell and its composition root."""

@@ -1,0 +1,103 @@
+"""``tactful replay``: the engine over a JSON-lines file, no Kafka, same intents as the worker."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from tactful.adapters.codec import Rejected, dead_letter, decode_message, encode
+from tactful.core.engine import Engine, Outbox
+from tactful.core.pipeline import Pipeline
+
+DEFAULT_TAIL = 7 * 86400.0  # the clock runs on to the last event + 7 days
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    events: int = 0
+    rejected: int = 0
+    intents: int = 0
+    decisions: int = 0
+    rejected_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def replay_lines(
+    lines: Iterable[bytes],
+    engine: Engine,
+    intents_out: BinaryIO,
+    decisions_out: BinaryIO,
+    until: float | None = None,
+    deadletter_out: BinaryIO | None = None,
+    source: str = "replay",
+    on_reject: object = None,
+) -> ReplayStats:
+    """Feed every line to one pipeline, writing outputs in emission order."""
+    pipeline = Pipeline(engine)
+    out = Outbox()
+    stats = ReplayStats()
+    last = float("-inf")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        for item in decode_message(line.rstrip(b"\r\n")):
+            if isinstance(item, Rejected):
+                stats.rejected += 1
+                stats.rejected_lines.append((number, item.reason))
+                if callable(on_reject):
+                    on_reject(number, item.reason)
+                if deadletter_out is not None:
+                    deadletter_out.write(dead_letter(item, source, None, number) + b"\n")
+                continue
+            stats.events += 1
+            last = max(last, item.ts.timestamp())
+            pipeline.feed(item, out)
+        if out.intents or out.decisions:
+            _flush(out, intents_out, decisions_out, stats)
+    end = until if until is not None else last + DEFAULT_TAIL
+    if end != float("-inf"):
+        pipeline.advance(end, out)
+        _flush(out, intents_out, decisions_out, stats)
+    return stats
+
+
+def _flush(out: Outbox, intents_out: BinaryIO, decisions_out: BinaryIO, stats: ReplayStats) -> None:
+    if out.intents:
+        intents_out.write(b"".join(encode(rec) + b"\n" for _, rec in out.intents))
+        stats.intents += len(out.intents)
+        out.intents.clear()
+    if out.decisions:
+        decisions_out.write(b"".join(encode(rec) + b"\n" for _, rec in out.decisions))
+        stats.decisions += len(out.decisions)
+        out.decisions.clear()
+
+
+class Progress:
+    """A one-line progress bar on stderr, only for a terminal and a large input."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = max(total, 1)
+        self.enabled = enabled
+        self.done = 0
+        self._shown = -1
+
+    def lines(self, stream: BinaryIO) -> Iterable[bytes]:
+        for line in stream:
+            self.done += len(line)
+            if self.enabled:
+                pct = self.done * 100 // self.total
+                if pct != self._shown:
+                    self._shown = pct
+                    bar = "#" * (pct // 4)
+                    sys.stderr.write(f"\rreplay [{bar:<25}] {pct:3d}%")
+                    sys.stderr.flush()
+            yield line
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def progress_for(path: str) -> Progress:
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    return Progress(size, enabled=sys.stderr.isatty() and size > 8 * 1024 * 1024)
