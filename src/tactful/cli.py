@@ -102,7 +102,7 @@ def _open_out(stack: ExitStack, path: str | None) -> BinaryIO:
     if path is None:
         return sys.stdout.buffer
     try:
-        return stack.enter_context(open(path, "wb"))  # noqa: SIM115
+        return stack.enter_context(open(path, "wb"))
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -121,7 +121,7 @@ def _replay(args: argparse.Namespace) -> int:
             name = "stdin"
         else:
             try:
-                source = stack.enter_context(open(args.events, "rb"))  # noqa: SIM115
+                source = stack.enter_context(open(args.events, "rb"))
             except OSError as exc:
                 raise CliError(f"cannot read {args.events}: {exc.strerror}") from None
             lines = iter(progress_for(args.events).lines(source))

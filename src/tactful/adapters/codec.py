@@ -67,8 +67,11 @@ def decode_message(data: bytes) -> Iterator[Event | Rejected]:
 
 
 def _check(event: Event) -> None:
-    if isinstance(event, PreferencesSet) and event.timezone is not None:
-        if not is_zone(event.timezone):
+    if (
+        isinstance(event, PreferencesSet)
+        and event.timezone is not None
+        and not is_zone(event.timezone)
+    ):
             raise BadEvent(f"unknown time zone {event.timezone!r} - at `$.timezone`")
     customer_id = getattr(event, "customer_id", None)
     identity = getattr(event, "identity", False)

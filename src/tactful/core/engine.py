@@ -44,6 +44,7 @@ from tactful.core.events import (
     Purchase,
     StockLevel,
     StorefrontEvent,
+    StorefrontEvents,
     Unsubscribed,
     verified_customer,
 )
@@ -77,6 +78,8 @@ _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 _CART_EVENTS = (CartAdd, CartRemove, CheckoutStarted, Purchase)
 _NOT_FORWARDED = (PageView, Logout)
 _NO_EFFECT = (Delivered, Opened, Clicked, Bounced)
+_CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
+_SKU_KINDS = frozenset({"low_stock", "back_in_stock", "price_drop"})
 
 Internal = tuple[str, str, object]  # (scope, key, message)
 Holder = SessionState | CustomerState
@@ -104,7 +107,7 @@ class Engine:
     # ------------------------------------------------------------------ session
 
     def on_session(
-        self, st: SessionState | None, ev: StorefrontEvent | EraseSession, t: float, out: Outbox
+        self, st: SessionState | None, ev: StorefrontEvents | EraseSession, t: float, out: Outbox
     ) -> SessionState | None:
         """A storefront event (key: its session_id) or an erasure of the session."""
         if isinstance(ev, EraseSession):
@@ -304,10 +307,7 @@ class Engine:
 
     def _ladder_ready(self, st: CustomerState, cart: Cart, target: str, due: float) -> bool:
         """assist_offer fires only for a big cart after a cart reminder went out long enough ago."""
-        value = sum(
-            ln.price * ln.qty for ln in cart.lines.values() if not self._is_sensitive(st, ln)
-        )
-        if value < self.policy.assist_min_cart_value:
+        if self._cart_value(st, cart) < self.policy.assist_min_cart_value:
             return False
         latest = due - self.policy.assist_after_reminder
         return any(
@@ -352,6 +352,7 @@ class Engine:
             cart = st.carts.get(sid)
             if cart is None:
                 return
+            ladder = self._ladder_pending(customer, sid, cart)
             line = cart.lines.get(ev.sku)
             if line is not None:
                 line.qty -= ev.qty
@@ -362,7 +363,7 @@ class Engine:
             if cart.lines:
                 self._touch(cart, customer is not None, ev.event_id, t)
             else:
-                self._end_cart(st, customer, sid, "cart_emptied", t, ev.event_id, out)
+                self._end_cart(st, customer, sid, "cart_emptied", t, ev.event_id, out, ladder)
         elif isinstance(ev, CheckoutStarted):
             cart = st.carts.get(sid)
             if cart is not None:
@@ -412,10 +413,11 @@ class Engine:
         for cart_sid in list(st.carts):
             cart = st.carts[cart_sid]
             hit = bought.intersection(cart.lines)
+            ladder = self._ladder_pending(customer, cart_sid, cart)
             for sku in hit:
                 del cart.lines[sku]
             if hit and not cart.lines:
-                self._end_cart(st, customer, cart_sid, "converted", t, ev.event_id, out)
+                self._end_cart(st, customer, cart_sid, "converted", t, ev.event_id, out, ladder)
             elif cart_sid == sid:
                 self._touch(cart, customer is not None, ev.event_id, t)
         for pid in [pid for pid, v in st.views.items() if v.sku in bought]:
@@ -449,28 +451,46 @@ class Engine:
         t: float,
         event_id: str,
         out: Outbox,
+        ladder: bool,
     ) -> None:
-        """The cart was emptied or bought: its pending triggers and waiting intents end."""
+        """The cart was emptied or bought: its pending triggers and waiting intents end.
+
+        ``ladder``: an assist_offer was pending and could still have fired (judged
+        by the caller before the cart lost its lines).
+        """
         cart = st.carts.pop(sid)
         if cart.abandoned_due is not None:
             self._cancel_pending(
                 st, customer, "abandoned_cart", [cart.last_event_id], reason, t, event_id, out
             )
         if customer is not None:
-            if cart.assist_due is not None and self._reminded(customer, sid, cart):
+            if ladder:
                 self._cancel_pending(
                     st, customer, "assist_offer", [cart.last_event_id], reason, t, event_id, out
                 )
             self._withdraw_sent(
-                customer, lambda s: s.target == sid or s.target in cart.lines or (
-                    s.kind not in ("abandoned_cart", "assist_offer")
-                    and not any(self._holds(customer, sku) for sku in s.skus)
-                    and s.kind != "browse_abandonment"
-                ),
-                reason, t, event_id, out,
+                customer, lambda s: self._ended_with_cart(customer, s, sid), reason, t,
+                event_id, out,
             )
 
+    def _ended_with_cart(self, st: CustomerState, sent: Sent, sid: str) -> bool:
+        """Whether a waiting intent lost its point when cart ``sid`` ended."""
+        if sent.kind in _CART_KINDS:
+            return sent.target == sid
+        if sent.kind in _SKU_KINDS:
+            return not any(self._holds(st, sku) for sku in sent.skus)
+        return False
+
+    def _ladder_pending(self, customer: CustomerState | None, sid: str, cart: Cart) -> bool:
+        return (
+            customer is not None and cart.assist_due is not None
+            and self._reminded(customer, sid, cart)
+        )
+
     def _reminded(self, st: CustomerState, sid: str, cart: Cart) -> bool:
+        """Whether a pending assist_offer could still fire: a big cart already reminded."""
+        if self._cart_value(st, cart) < self.policy.assist_min_cart_value:
+            return False
         return any(
             s.kind == "abandoned_cart" and s.target == sid and not s.cancelled
             and s.created_at >= cart.last_activity
@@ -654,6 +674,12 @@ class Engine:
         stale = [pid for pid, v in st.views.items() if v.due is None and v.times[-1] <= cutoff]
         for pid in stale:
             del st.views[pid]
+
+    def _cart_value(self, st: CustomerState, cart: Cart) -> float:
+        """What the cart is worth, sensitive lines left out (they never drive contact)."""
+        return sum(
+            ln.price * ln.qty for ln in cart.lines.values() if not self._is_sensitive(st, ln)
+        )
 
     def _holds(self, st: CustomerState, sku: str) -> bool:
         return any(sku in cart.lines for cart in st.carts.values())

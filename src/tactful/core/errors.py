@@ -13,7 +13,7 @@ class TactfulError(Exception):
 
 
 class BadEvent(TactfulError):
-    """An input that cannot be processed: not JSON, missing field, unknown type, impossible value."""
+    """Input that cannot be processed: not JSON, missing field, unknown type, impossible value."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -234,7 +234,7 @@ def key_of(event: Event) -> str:
 
 def verified_customer(event: StorefrontEvent) -> str | None:
     """The customer id of a storefront event when its identity is verified, else None."""
-    if event.customer_id is not None and event.identity is not None:
-        if event.identity.method in VERIFIED_METHODS:
-            return event.customer_id
+    identity = event.identity
+    if event.customer_id is not None and identity is not None:
+        return event.customer_id if identity.method in VERIFIED_METHODS else None
     return None

@@ -126,9 +126,9 @@ def cooldown(c: Check) -> str | None:
 
 def min_lag(c: Check) -> str | None:
     # 8. A call only long enough after the activity that triggered it.
-    if c.channel in c.policy.min_lag_channels:
-        if c.firing.created_at - c.firing.activity_at < c.policy.min_lag:
-            return "min_lag"
+    lag = c.firing.created_at - c.firing.activity_at
+    if c.channel in c.policy.min_lag_channels and lag < c.policy.min_lag:
+        return "min_lag"
     return None
 
 

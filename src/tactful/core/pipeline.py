@@ -17,6 +17,7 @@ from tactful.core.events import (
     PriceChange,
     StockLevel,
     StorefrontEvent,
+    StorefrontEvents,
 )
 from tactful.core.messages import CartIndex, EraseSession
 from tactful.core.state import CustomerState, SessionState, SkuState
@@ -39,7 +40,7 @@ class Pipeline:
         t = event.ts.timestamp()
         self.advance(t, out)
         if isinstance(event, StorefrontEvent):
-            self._session(event.session_id, event, t, out)
+            self._session(event.session_id, event, t, out)  # type: ignore[arg-type]
         elif isinstance(event, StockLevel | PriceChange):
             self._sku(event.sku, event, t, out)
         else:
@@ -83,7 +84,7 @@ class Pipeline:
                 self._session(key, msg, t, out)
 
     def _session(
-        self, key: str, msg: StorefrontEvent | EraseSession, t: float, out: Outbox
+        self, key: str, msg: StorefrontEvents | EraseSession, t: float, out: Outbox
     ) -> None:
         kept = self.engine.on_session(self.sessions.get(key), msg, t, out)
         self._store_session(key, kept)
@@ -105,7 +106,9 @@ class Pipeline:
             self.customers[key] = kept
             self._reschedule(CUSTOMER, key, kept)
 
-    def _sku(self, key: str, msg: StockLevel | PriceChange | CartIndex, t: float, out: Outbox) -> None:
+    def _sku(
+        self, key: str, msg: StockLevel | PriceChange | CartIndex, t: float, out: Outbox
+    ) -> None:
         kept = self.engine.on_sku(self.skus.get(key), msg, t, out)
         if kept is None:
             self.skus.pop(key, None)

@@ -123,7 +123,7 @@ class _Reader:
         self.text = text
 
     def fail(self, key: str, reason: str) -> PolicyError:
-        leaf = key.rsplit(".", 1)[-1].split("[")[0]
+        leaf = key.rsplit(".", 1)[-1].split("[", maxsplit=1)[0]
         line = None
         for number, content in enumerate(self.text.splitlines(), start=1):
             if re.match(rf"^\s*{re.escape(leaf)}\s*=", content):
@@ -154,7 +154,9 @@ class _Reader:
             raise self.fail(full, f"must be between {lo} and {hi}, got {value!r}")
         return float(value)
 
-    def channels(self, table: dict[str, Any], key: str, full: str, empty_ok: bool) -> tuple[str, ...]:
+    def channels(
+        self, table: dict[str, Any], key: str, full: str, empty_ok: bool
+    ) -> tuple[str, ...]:
         value = table.get(key)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(full, "must be a list of channel names")
