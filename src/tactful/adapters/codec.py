@@ -38,7 +38,9 @@ def decode_event(data: bytes) -> Event:
     try:
         event: Event = _one.decode(data)
     except msgspec.ValidationError as exc:
-        raise BadEvent(_reason(str(exc))) from None
+        if "got `float`" not in str(exc):
+            raise BadEvent(_reason(str(exc))) from None
+        event = _decode_integral_floats(data)
     except msgspec.DecodeError as exc:
         raise BadEvent(f"not valid JSON: {exc}") from None
     _check(event)
@@ -64,6 +66,25 @@ def decode_message(data: bytes) -> Iterator[Event | Rejected]:
             yield decode_event(element)
         except BadEvent as exc:
             yield Rejected(exc.reason, element, index)
+
+
+def _decode_integral_floats(data: bytes) -> Event:
+    """Slow path: JSON Schema counts 2.0 as an integer, so the decoder does too."""
+
+    def fix(value: object) -> object:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+
+    try:
+        event: Event = _one.decode(msgspec.json.encode(fix(msgspec.json.decode(data))))
+    except msgspec.ValidationError as exc:
+        raise BadEvent(_reason(str(exc))) from None
+    return event
 
 
 def _check(event: Event) -> None:
