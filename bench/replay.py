@@ -25,6 +25,7 @@ BENCHMARKS.md (``--no-write`` only prints them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -221,14 +222,15 @@ def machine() -> dict[str, str]:
         usable = os.cpu_count() or 0
     versions = []
     for mod in ("orjson", "msgspec"):
-        try:
+        with contextlib.suppress(ImportError, AttributeError):
             versions.append(f"{mod} {__import__(mod).__version__}")
-        except (ImportError, AttributeError):
-            pass
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip() or "unknown"
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    # Only src/ matters for the numbers (bench/ and docs change while benchmarking).
+    src_changed = bool(git("status", "--porcelain", "--", "src"))
     return {
         "cpu": cpu,
         "cores": f"{os.cpu_count()} logical ({usable} usable)",
@@ -236,7 +238,8 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "os": f"{platform.system()} {platform.release()}",
         "libs": ", ".join(versions),
-        "commit": commit,
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "src": "src/ has local changes" if src_changed else "src/ unmodified",
     }
 
 
@@ -281,7 +284,8 @@ def report(
         f"{commands['size']})",
         f"- **CLI measured**: `{commands['cli']}`",
         f"- **Machine**: {info['cpu']}, {info['cores']}, {info['memory']}; {info['os']}",
-        f"- **Software**: {info['python']}, {info['libs']}; tactful at `{info['commit']}`",
+        f"- **Software**: {info['python']}, {info['libs']}; "
+        f"tactful at `{info['commit']}` ({info['src']})",
         f"- Median of {len(runs['replay'])} runs each, interleaved round by round; "
         "single-threaded, so events/s is per core.",
         "",
@@ -316,14 +320,18 @@ def write_section(section: str) -> None:
 # ---------------------------------------------------------------------------- profile
 
 
-def profile(path: Path, rate: int, top: int) -> None:
+GC_FRAME = "[cyclic GC: gc_collect_main]"
+
+
+def profile(path: Path, rate: int, top: int, native: bool) -> None:
     """py-spy the CLI over ``path``; print inclusive and self time per function."""
     spy = Path(sys.executable).parent / "py-spy"
     spy_cmd = str(spy) if spy.exists() else shutil.which("py-spy")
     if spy_cmd is None:
         raise SystemExit("py-spy not found (pip install py-spy)")
-    raw = CACHE / f"{path.stem}.pyspy.txt"
+    raw = CACHE / f"{path.stem}{'.native' if native else ''}.pyspy.txt"
     cmd = [spy_cmd, "record", "--format", "raw", "--rate", str(rate),
+           *(["--native"] if native else []),
            "-o", str(raw), "--", *tactful_cmd(), "replay", str(path),
            "--out", os.devnull, "--decisions", os.devnull]
     print("$", shlex.join(cmd), file=sys.stderr)
@@ -342,7 +350,9 @@ def summarise_raw(text: str, top: int) -> str:
             continue
         n = int(count)
         total += n
-        frames = [_frame(f) for f in stack.split(";")]
+        frames = [f for f in map(_frame, stack.split(";")) if f is not None]
+        if not frames:
+            continue
         for f in set(frames):
             inclusive[f] += n
         own[frames[-1]] += n
@@ -357,15 +367,18 @@ def summarise_raw(text: str, top: int) -> str:
     return out.getvalue()
 
 
-def _frame(frame: str) -> str:
-    """``func (path/to/file.py:123)`` -> ``file.py:func`` (line numbers dropped)."""
+def _frame(frame: str) -> str | None:
+    """``func (path/to/file.py:123)`` -> ``file.py:func`` (line numbers dropped).
+
+    Native frames (``--native``) are dropped, except the cyclic garbage collector's.
+    """
     m = re.match(r"(.*) \((.*?):\d+\)$", frame)
     if not m:
-        return frame
+        return GC_FRAME if "gc_collect" in frame else None
     func, file = m.groups()
-    parts = Path(file).parts
-    if "tactful" in parts:
-        file = "/".join(parts[parts.index("tactful") + 1:])
+    parts = Path(file).parts[:-1]
+    if "tactful" in parts:  # tactful/core/engine.py -> core/engine.py
+        file = "/".join(Path(file).parts[parts.index("tactful") + 1:])
     else:
         file = Path(file).name
     return f"{file}:{func}"
@@ -385,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: py-spy the CLI over the workload, print where time goes")
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples/s (--profile)")
     parser.add_argument("--top", type=int, default=30, help="rows in the profile tables")
+    parser.add_argument("--native", action="store_true",
+                        help="py-spy --native: also count time in the cyclic GC (slower)")
     parser.add_argument("--child-replay", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -394,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
 
     path = workload(args.customers, args.events, args.seed)
     if args.profile:
-        profile(path, args.rate, args.top)
+        profile(path, args.rate, args.top, args.native)
         return 0
 
     n_lines = sum(1 for _ in path.open("rb"))  # also warms the page cache

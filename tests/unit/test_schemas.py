@@ -27,7 +27,7 @@ SCHEMAS = ROOT / "schemas"
 EXAMPLES = ROOT.parent / "shared" / "examples" / "events.jsonl"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(rel: str) -> Draft202012Validator:
     doc = orjson.loads((SCHEMAS / rel).read_bytes())
     Draft202012Validator.check_schema(doc)
@@ -168,7 +168,8 @@ def test_replay_outputs_match_the_output_schemas() -> None:
     intents, decisions = io.BytesIO(), io.BytesIO()
     lines = [dumps_line(e) for e in generate(200, 6000, seed=3)]
     replay_lines(lines, Engine(load_policy()), intents, decisions)
-    intent, cancellation = _validator("outputs/intent.json"), _validator("outputs/cancellation.json")
+    intent = _validator("outputs/intent.json")
+    cancellation = _validator("outputs/cancellation.json")
     decision = _validator("outputs/decision.json")
     records = [orjson.loads(x) for x in intents.getvalue().splitlines()]
     assert any("cancelled" not in r for r in records)

@@ -35,17 +35,17 @@ def _document(schema: dict[str, Any], name: str, title: str) -> dict[str, Any]:
 def documents() -> dict[str, dict[str, Any]]:
     """Relative path -> schema document, for every file under ``schemas/``."""
     docs: dict[str, dict[str, Any]] = {}
-    for type_name, cls in EVENT_TYPES.items():
-        schema = msgspec.json.schema(cls)
-        if issubclass(cls, StorefrontEvent):
-            schema["$defs"][cls.__name__].update(_IDENTITY_RULE)
+    for type_name, event_cls in EVENT_TYPES.items():
+        schema = msgspec.json.schema(event_cls)
+        if issubclass(event_cls, StorefrontEvent):
+            schema["$defs"][event_cls.__name__].update(_IDENTITY_RULE)
         docs[f"events/{type_name}.json"] = _document(
             schema, f"events/{type_name}.json", f"tactful input event '{type_name}'"
         )
     union = msgspec.json.schema(AnyEvent)
-    for cls in EVENT_TYPES.values():
-        if issubclass(cls, StorefrontEvent):
-            union["$defs"][cls.__name__].update(_IDENTITY_RULE)
+    for event_cls in EVENT_TYPES.values():
+        if issubclass(event_cls, StorefrontEvent):
+            union["$defs"][event_cls.__name__].update(_IDENTITY_RULE)
     docs["events/any.json"] = _document(union, "events/any.json", "any tactful input event")
     outputs = {
         "outputs/intent.json": (ContactIntent, "contact intent on tactful.intents"),
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             if not target.exists() or target.read_bytes() != data:
                 stale.append(rel)
     for rel in stale:
-        print(f"schemas: {rel} is out of date; run python -m tactful.adapters.schemas --write schemas",
-              file=sys.stderr)
+        print(f"schemas: {rel} is out of date; "
+              "run python -m tactful.adapters.schemas --write schemas", file=sys.stderr)
     return 1 if stale else 0
 
 

@@ -111,7 +111,7 @@ class Engine:
     ) -> SessionState | None:
         """A storefront event (key: its session_id) or an erasure of the session."""
         if isinstance(ev, EraseSession):
-            if st is not None and st.customer_id == ev.customer_id:
+            if st is not None and ev.customer_id in st.bound:
                 return None
             return st
         if st is None:
@@ -125,6 +125,8 @@ class Engine:
         verified = verified_customer(ev)
         if verified is not None and verified != st.customer_id:
             st.customer_id = verified
+            if verified not in st.bound:
+                st.bound.append(verified)
             if st.carts or st.views:
                 adopt = AdoptSession(verified, st.session_id, st.carts, st.views, t)
                 out.internal.append((CUSTOMER, verified, adopt))
@@ -185,21 +187,27 @@ class Engine:
             st = CustomerState(customer_id)
         if not self._first_time(st.seen, msg.event_id, t):
             return st
-        if isinstance(msg, ConsentGranted):
-            expires = msg.expires_at.timestamp() if msg.expires_at is not None else None
-            st.consents[msg.channel] = Consent(True, t, msg.source, expires)
-            st.blocked.pop(msg.channel, None)
-        elif isinstance(msg, ConsentRevoked):
-            st.consents[msg.channel] = Consent(False, t, msg.source)
-            self._withdraw(st, {msg.channel}, "no_consent", t, msg.event_id, out)
+        if isinstance(msg, ConsentGranted | ConsentRevoked):
+            # Event time decides: a late grant stamped before a revocation changes nothing.
+            known = st.consents.get(msg.channel)
+            if known is not None and known.at > t:
+                return st
+            if isinstance(msg, ConsentGranted):
+                expires = msg.expires_at.timestamp() if msg.expires_at is not None else None
+                st.consents[msg.channel] = Consent(True, t, msg.source, expires)
+                if st.blocked.get(msg.channel, t) <= t:
+                    st.blocked.pop(msg.channel, None)
+            else:
+                st.consents[msg.channel] = Consent(False, t, msg.source)
+                self._withdraw(st, {msg.channel}, "no_consent", t, msg.event_id, out)
         elif isinstance(msg, PreferencesSet):
             self._preferences(st, msg)
         elif isinstance(msg, Complained | Unsubscribed):
-            st.blocked[msg.channel] = t
+            st.blocked[msg.channel] = max(t, st.blocked.get(msg.channel, t))
             self._withdraw(st, {msg.channel}, "do_not_contact", t, msg.event_id, out)
         elif isinstance(msg, DoNotContact):
             for channel in CHANNELS:
-                st.blocked[channel] = t
+                st.blocked[channel] = max(t, st.blocked.get(channel, t))
             self._withdraw(st, set(CHANNELS), "do_not_contact", t, msg.event_id, out)
         elif isinstance(msg, EraseRequested):
             self._erase(st, t, msg.event_id, out)
@@ -410,6 +418,7 @@ class Engine:
         out: Outbox,
     ) -> None:
         bought = {item.sku for item in ev.items}
+        held = {sku for sku in bought if customer is not None and self._holds(customer, sku)}
         for cart_sid in list(st.carts):
             cart = st.carts[cart_sid]
             hit = bought.intersection(cart.lines)
@@ -438,8 +447,8 @@ class Engine:
                     customer.gift_skus.append(sku)
             if sid not in customer.gift_sessions:
                 customer.gift_sessions.append(sid)
-        for sku in sorted(bought):
-            if customer.carts and not self._holds(customer, sku):
+        for sku in sorted(held):
+            if not self._holds(customer, sku):
                 self._index(customer, sku, False, t, out)
 
     def _end_cart(
@@ -508,28 +517,43 @@ class Engine:
         for sid, cart in msg.carts.items():
             for sku in cart.lines:
                 if not self._holds(st, sku):
-                    st.carts.setdefault(sid, Cart({}, cart.last_activity, cart.last_event_id))
                     self._index(st, sku, True, msg.at, out)
-            st.carts[sid] = cart
-            if cart.abandoned_due is not None:
-                cart.assist_due = cart.last_activity + self._assist.delay
-        for pid, views in msg.views.items():
-            mine = st.views.get(pid)
+            mine = st.carts.get(sid)
             if mine is None:
+                st.carts[sid] = cart
+                if cart.abandoned_due is not None:
+                    cart.assist_due = cart.last_activity + self._assist.delay
+                continue
+            # The same session came back after a logout: one cart, lines added up.
+            for sku, line in cart.lines.items():
+                have = mine.lines.get(sku)
+                if have is None:
+                    mine.lines[sku] = line
+                else:
+                    have.qty += line.qty
+                    have.price = line.price
+            if cart.last_activity >= mine.last_activity:
+                mine.last_activity = cart.last_activity
+                mine.last_event_id = cart.last_event_id
+            self._touch(mine, True, mine.last_event_id, mine.last_activity)
+        for pid, views in msg.views.items():
+            known = st.views.get(pid)
+            if known is None:
                 st.views[pid] = views
                 continue
-            merged = sorted(zip(mine.times + views.times, mine.event_ids + views.event_ids,
+            seen_views = known
+            merged = sorted(zip(seen_views.times + views.times, seen_views.event_ids + views.event_ids,
                                 strict=True))
-            mine.times = [m[0] for m in merged]
-            mine.event_ids = [m[1] for m in merged]
-            mine.sessions += [s for s in views.sessions if s not in mine.sessions]
-            if mine.due is not None or views.due is not None:
-                mine.due = max(mine.times) + self._browse.delay
-            elif len(mine.times) >= self.policy.browse_min_views:
+            seen_views.times = [m[0] for m in merged]
+            seen_views.event_ids = [m[1] for m in merged]
+            seen_views.sessions += [s for s in views.sessions if s not in seen_views.sessions]
+            if seen_views.due is not None or views.due is not None:
+                seen_views.due = max(seen_views.times) + self._browse.delay
+            elif len(seen_views.times) >= self.policy.browse_min_views:
                 window = self.policy.browse_view_window
-                last = mine.times[-1]
-                if sum(1 for x in mine.times if x > last - window) >= self.policy.browse_min_views:
-                    mine.due = last + self._browse.delay
+                last = seen_views.times[-1]
+                if sum(1 for x in seen_views.times if x > last - window) >= self.policy.browse_min_views:
+                    seen_views.due = last + self._browse.delay
 
     def _sku_signal(self, st: CustomerState, msg: SkuSignal, out: Outbox) -> None:
         for cart in st.carts.values():

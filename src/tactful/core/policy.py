@@ -123,13 +123,29 @@ class _Reader:
         self.text = text
 
     def fail(self, key: str, reason: str) -> PolicyError:
-        leaf = key.rsplit(".", 1)[-1].split("[", maxsplit=1)[0]
-        line = None
+        return PolicyError(self.name, key, reason, self._line_of(key))
+
+    def _line_of(self, key: str) -> int | None:
+        """The line of ``key`` (dotted, ``name[i]`` for array tables), or of its table."""
+        table, _, leaf = key.rpartition(".")
+        if "[" in leaf:  # the key names an array table element itself
+            table, leaf = key, ""
+        want_name, _, index_text = table.partition("[")
+        want_index = int(index_text.rstrip("]")) if index_text else 0
+        current, seen = "", dict[str, int]()
+        header_line = None
         for number, content in enumerate(self.text.splitlines(), start=1):
-            if re.match(rf"^\s*{re.escape(leaf)}\s*=", content):
-                line = number
-                break
-        return PolicyError(self.name, key, reason, line)
+            header = re.match(r"^\s*\[\[?\s*([A-Za-z0-9_.]+)\s*\]\]?", content)
+            if header:
+                current = header.group(1)
+                seen[current] = seen.get(current, -1) + 1
+                if current == want_name and seen[current] == want_index:
+                    header_line = number
+                continue
+            in_table = current == want_name and seen.get(current, 0) == want_index
+            if in_table and leaf and re.match(rf"^\s*{re.escape(leaf)}\s*=", content):
+                return number
+        return header_line
 
     def table(self, doc: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
         value = doc.get(key.rsplit(".", 1)[-1], {})

@@ -69,14 +69,25 @@ def next_allowed(
     day = local.date()
     for offset in range(3):
         d = day + timedelta(days=offset)
-        for minute in openings:
-            instant = _instant(d, minute, tz)
+        candidates = sorted(i for minute in openings for i in _instants(d, minute, tz))
+        for instant in candidates:
             if instant <= t:
                 continue
             here = datetime.fromtimestamp(instant, tz)
             if allowed_minute(here.hour * 60 + here.minute, allowed_from, allowed_until, quiet):
                 return instant
     return None
+
+
+def _instants(d: date, minute: int, tz: ZoneInfo) -> list[float]:
+    """Every instant a wall-clock minute occurs on ``d``: two on a DST fall-back night."""
+    first = _instant(d, minute, tz)
+    wall = datetime(d.year, d.month, d.day, minute // 60, minute % 60, tzinfo=tz, fold=1)
+    second = wall.timestamp()
+    back = datetime.fromtimestamp(second, tz).replace(tzinfo=None)
+    if second != first and back == wall.replace(tzinfo=None, fold=0):
+        return [first, second]
+    return [first]
 
 
 def _instant(d: date, minute: int, tz: ZoneInfo) -> float:

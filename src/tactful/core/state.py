@@ -74,6 +74,7 @@ class SessionState(Struct, omit_defaults=True):
     schema_version: int = SCHEMA_VERSION
     customer_id: str | None = None  # bound verified customer, never a guessed one
     last_seen: float = 0.0
+    bound: list[str] = []  # every verified customer this session was bound to, for erasure
     seen: dict[str, float] = {}
     carts: dict[str, Cart] = {}
     views: dict[str, Views] = {}

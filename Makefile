@@ -1,0 +1,65 @@
+# tactful — the two commands a new user types: `make demo` and `make test`.
+# Both install what they need into .venv (Python deps) and deploy/local-kafka/.kafka (Kafka jars).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KAFKA := deploy/local-kafka/kafka.sh
+# make test runs its own broker on a port of its own, so a Kafka you run on 9092 is left alone.
+TEST_KAFKA_PORT ?= 39092
+DEMO_KAFKA_PORT ?= 39192
+PYTEST_FLAGS ?= -q -p no:cacheprovider
+
+.PHONY: help install lint unit integration test demo bench schemas kafka-start kafka-stop clean
+
+help:
+	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
+	@echo "make test   install, lint, type-check, unit + property + scenario tests, integration tests on a real Kafka"
+	@echo "make bench  replay throughput (writes BENCHMARKS.md)"
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tactful needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,rocksdb]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy --strict src
+
+schemas: install
+	$(PY) -m tactful.adapters.schemas --write schemas
+
+unit: install
+	$(PY) -m pytest $(PYTEST_FLAGS) tests/unit tests/property tests/scenarios tests/e2e
+
+# The broker is started here and stopped whatever the tests' outcome.
+integration: install
+	@set -e; \
+	addr=$$(KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
+	trap 'KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
+	echo "integration tests on Kafka at $$addr"; \
+	TACTFUL_BOOTSTRAP=$$addr $(PY) -m pytest $(PYTEST_FLAGS) tests/integration
+
+test: lint unit integration
+
+bench: install
+	$(PY) bench/replay.py
+
+kafka-start:
+	bash $(KAFKA) start
+
+kafka-stop:
+	bash $(KAFKA) stop
+
+demo: install
+	@set -e; \
+	addr=$$(KAFKA_PORT=$(DEMO_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
+	trap 'KAFKA_PORT=$(DEMO_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
+	TACTFUL_BOOTSTRAP=$$addr $(PY) -m tactful.service.demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

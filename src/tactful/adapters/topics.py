@@ -1,0 +1,63 @@
+"""Create the topics tactful needs before the Faust worker subscribes to them.
+
+Faust can declare topics itself, but its consumer may subscribe before the new
+topic's metadata reaches it and then ignore the topic until the next metadata
+refresh; creating them first avoids that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from tactful.core.errors import TransientError
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int = 1
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+async def ensure_topics(
+    bootstrap: str, specs: list[TopicSpec], client_options: dict[str, Any] | None = None,
+    timeout: float = 60.0,
+) -> list[str]:
+    """Create the missing topics; return the names created. Existing topics are left alone."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransientError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+            await asyncio.sleep(1.0)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            new = [NewTopic(s.name, s.partitions, s.replication, topic_configs=s.configs)
+                   for s in missing]
+            response = await admin.create_topics(new)
+            for name, code, message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise TransientError(f"could not create topic {name}: {code} {message}")
+        # Wait until the broker lists them all, so a consumer sees them at once.
+        while True:
+            listed = set(await admin.list_topics())
+            if all(s.name in listed for s in specs):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransientError("topics were created but are not listed yet")
+            await asyncio.sleep(0.2)
+        return [s.name for s in missing]
+    finally:
+        await admin.close()

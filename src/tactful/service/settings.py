@@ -1,0 +1,129 @@
+"""Settings from the environment (12-factor). Every variable is listed in README.md.
+
+A bad value refuses to start with the variable's name and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tactful.core.errors import TactfulError
+
+
+class SettingsError(TactfulError):
+    """An environment variable has a value tactful cannot use."""
+
+
+_CLOCKS = ("wall", "stream")
+_GUARANTEES = ("at_least_once", "exactly_once")
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "tactful"
+    topic_prefix: str = "tactful."
+    partitions: int = 4
+    replication: int = 1
+    store: str = "memory://"
+    data_dir: str = "./tactful-data"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    clock: str = "wall"
+    tick_seconds: float = 1.0
+    processing_guarantee: str = "at_least_once"
+    log_level: str = "info"
+    policy_file: str | None = None
+    public_url: str | None = None
+    link_secret: str | None = None
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    @property
+    def broker_url(self) -> str:
+        hosts = [h.strip() for h in self.bootstrap.split(",") if h.strip()]
+        return ";".join(h if "://" in h else f"kafka://{h}" for h in hosts)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, options: tuple[str, ...]) -> str:
+    raw = env.get(name) or default
+    if raw not in options:
+        raise SettingsError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+    return raw
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read ``TACTFUL_*`` variables; keyword overrides (CLI flags) win."""
+    env = os.environ if env is None else env
+    store = env.get("TACTFUL_STORE") or "memory://"
+    if not (store.startswith("memory://") or store.startswith("rocksdb://")):
+        raise SettingsError(f"TACTFUL_STORE must be memory:// or rocksdb://PATH, got {store!r}")
+    tick_raw = env.get("TACTFUL_TICK_SECONDS") or "1.0"
+    try:
+        tick = float(tick_raw)
+    except ValueError:
+        raise SettingsError(f"TACTFUL_TICK_SECONDS must be a number, got {tick_raw!r}") from None
+    if not 0.01 <= tick <= 60:
+        raise SettingsError(f"TACTFUL_TICK_SECONDS must be between 0.01 and 60, got {tick}")
+    values: dict[str, object] = {
+        "bootstrap": env.get("TACTFUL_BOOTSTRAP") or "127.0.0.1:9092",
+        "app_id": env.get("TACTFUL_APP_ID") or "tactful",
+        "topic_prefix": env.get("TACTFUL_TOPIC_PREFIX", "tactful."),
+        "partitions": _int(env, "TACTFUL_PARTITIONS", 4, 1, 10_000),
+        "replication": _int(env, "TACTFUL_REPLICATION", 1, 1, 100),
+        "store": store,
+        "data_dir": env.get("TACTFUL_DATA_DIR") or "./tactful-data",
+        "web_host": env.get("TACTFUL_WEB_HOST") or "127.0.0.1",
+        "web_port": _int(env, "TACTFUL_WEB_PORT", 6066, 1, 65535),
+        "clock": _choice(env, "TACTFUL_CLOCK", "wall", _CLOCKS),
+        "tick_seconds": tick,
+        "processing_guarantee": _choice(
+            env, "TACTFUL_PROCESSING_GUARANTEE", "at_least_once", _GUARANTEES
+        ),
+        "log_level": _choice(env, "TACTFUL_LOG_LEVEL", "info", _LEVELS),
+        "policy_file": env.get("TACTFUL_POLICY") or None,
+        "public_url": env.get("TACTFUL_PUBLIC_URL") or None,
+        "link_secret": env.get("TACTFUL_LINK_SECRET") or None,
+        "security_protocol": _choice(env, "TACTFUL_SECURITY_PROTOCOL", "PLAINTEXT", _PROTOCOLS),
+        "sasl_mechanism": _choice(env, "TACTFUL_SASL_MECHANISM", "PLAIN", _MECHANISMS),
+        "sasl_username": env.get("TACTFUL_SASL_USERNAME") or None,
+        "sasl_password": env.get("TACTFUL_SASL_PASSWORD") or None,
+        "ssl_cafile": env.get("TACTFUL_SSL_CAFILE") or None,
+        "ssl_certfile": env.get("TACTFUL_SSL_CERTFILE") or None,
+        "ssl_keyfile": env.get("TACTFUL_SSL_KEYFILE") or None,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.public_url and not settings.link_secret:
+        raise SettingsError("TACTFUL_PUBLIC_URL needs TACTFUL_LINK_SECRET to sign links")
+    if settings.security_protocol.startswith("SASL") and not (
+        settings.sasl_username and settings.sasl_password
+    ):
+        raise SettingsError("SASL needs TACTFUL_SASL_USERNAME and TACTFUL_SASL_PASSWORD")
+    return settings

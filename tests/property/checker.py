@@ -1,0 +1,729 @@
+"""An independent model of SPEC.md's guardrails, used to judge the engine's outputs.
+
+Written from /work/shared/SPEC.md and docs/semantics.md only (never from engine.py). It
+does not re-implement the engine: it folds the input events into the few facts each
+invariant needs (consents, blocks, preferences, verified sessions, erasures, gifts) and
+checks every record the engine wrote against them. Each ``check_*`` function returns a
+list of human-readable violations (empty = fine).
+
+Where the spec leaves room the checker is lenient, never stricter than the spec:
+- a ``preferences_set`` without some field may either keep or clear that field (both
+  readings are tried; a record passes if it is right under either);
+- a session counts as verified for C once any storefront event in it named C with
+  ``login``/``email_link`` (since C's last erasure);
+- caps and cooldowns ignore intents before the customer's last erasure.
+
+Where a decision sits among the input events (SPEC §5): a timer decision due at T is
+taken after every event with ts < T and before every event with ts ≥ T ("before an event
+is applied, every trigger due at or before its timestamp fires"); a decision made by an
+event (stock/price triggers, cancellations) is taken right after that event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+# --- SPEC §3-§4 default numbers ------------------------------------------------------------
+M, H, D = 60, 3600, 86400
+CHANNELS = ("email", "sms", "push", "phone")
+VERIFIED = frozenset({"login", "email_link"})
+SENSITIVE = frozenset({"health", "medical", "adult", "pregnancy", "age_related"})
+QUIET_CHANNELS = frozenset({"sms", "push", "phone"})
+DEFAULT_TZ = "America/New_York"
+ALLOWED_FROM, ALLOWED_UNTIL = 8 * 60, 21 * 60  # minutes of the local day
+CAPS = ((16 * H, 1, None), (7 * D, 3, None), (24 * H, 3, "sms"))  # (window, max, channel)
+COOLDOWN = 72 * H
+VALIDITY = 24 * H
+DEDUP_WINDOW = 7 * D
+CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
+EVENT_KINDS = frozenset({"low_stock", "back_in_stock", "price_drop"})
+CART_DELAY = {"abandoned_cart": 4 * H, "assist_offer": 48 * H}
+ACTIVITY = frozenset({"cart_add", "cart_remove", "checkout_started", "purchase"})
+STOREFRONT = frozenset({"page_view", "product_view", "cart_add", "cart_remove",
+                        "checkout_started", "purchase", "login", "logout"})
+KINDS = frozenset({"abandoned_cart", "assist_offer", "browse_abandonment", "low_stock",
+                   "back_in_stock", "price_drop"})
+TOPIC_OF = {"abandoned_cart": "cart_reminders", "assist_offer": "cart_reminders",
+            "browse_abandonment": "recommendations", "low_stock": "stock_alerts",
+            "back_in_stock": "stock_alerts", "price_drop": "deals"}
+CHANNELS_OF = {"abandoned_cart": ("email", "push", "sms"), "assist_offer": ("phone",),
+               "browse_abandonment": ("email",), "low_stock": ("push", "sms", "email"),
+               "back_in_stock": ("push", "email", "sms"), "price_drop": ("email", "push")}
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# --- the folded facts ------------------------------------------------------------------------
+
+
+@dataclass
+class Grant:
+    at: float
+    source: str
+    expires_at: float | None
+
+
+@dataclass
+class Prefs:
+    timezone: str | None = None
+    quiet_hours: tuple[str, str] | None = None
+    opt_out: frozenset[str] = frozenset()
+    opt_in: frozenset[str] = frozenset()
+
+
+@dataclass
+class Customer:
+    # the grants since the last revocation / erasure, per channel (empty: no consent)
+    grants: dict[str, list[Grant]] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)  # complained/unsubscribed/do_not_contact
+    prefs: tuple[Prefs, Prefs] = (Prefs(), Prefs())  # (fields merge, each event replaces)
+    erased_at: int = -1  # index of the last erase_requested (-1: never)
+    verified_sessions: set[str] = field(default_factory=set)  # since erased_at
+    gift_skus: set[str] = field(default_factory=set)
+
+
+@dataclass
+class World:
+    customers: dict[str, Customer] = field(default_factory=dict)
+    binding: dict[str, str] = field(default_factory=dict)  # session -> verified customer
+
+    def customer(self, c: str) -> Customer:
+        return self.customers.setdefault(c, Customer())
+
+
+def _hhmm(v: str) -> int:
+    return int(v[:2]) * 60 + int(v[3:5])
+
+
+def verified_claim(ev: dict[str, Any]) -> str | None:
+    ident = ev.get("identity") or {}
+    if ev.get("customer_id") and ident.get("method") in VERIFIED:
+        return str(ev["customer_id"])
+    return None
+
+
+def apply(world: World, index: int, ev: dict[str, Any]) -> None:
+    """Fold one accepted event into the facts (SPEC §1, §4; semantics.md)."""
+    type_ = ev["type"]
+    t = ts(ev["ts"])
+    if type_ in STOREFRONT:
+        session = ev["session_id"]
+        claim = verified_claim(ev)
+        if claim is not None:
+            world.customer(claim).verified_sessions.add(session)
+            world.binding.setdefault(session, claim)
+        owner = claim or world.binding.get(session)  # unverified claims never rebind
+        if type_ == "purchase" and ev.get("gift") and owner is not None:
+            world.customer(owner).gift_skus.update(i["sku"] for i in ev["items"])
+        if type_ == "logout":
+            world.binding.pop(session, None)
+        return
+    c = ev.get("customer_id")
+    if c is None:
+        return
+    cust = world.customer(c)
+    if type_ == "consent_granted":
+        exp = ev.get("expires_at")
+        cust.grants.setdefault(ev["channel"], []).append(
+            Grant(t, ev["source"], ts(exp) if exp else None))
+        cust.blocked.discard(ev["channel"])
+    elif type_ == "consent_revoked":
+        cust.grants[ev["channel"]] = []
+    elif type_ in ("complained", "unsubscribed"):
+        cust.blocked.add(ev["channel"])
+    elif type_ == "do_not_contact":
+        cust.blocked.update(CHANNELS)
+    elif type_ == "erase_requested":
+        world.customers[c] = Customer(erased_at=index)
+        for s in [s for s, b in world.binding.items() if b == c]:
+            del world.binding[s]
+    elif type_ == "preferences_set":
+        merge, _ = cust.prefs
+        qh = ev.get("quiet_hours")
+        qh_t = (qh["start"], qh["end"]) if qh else None
+        opt_out = ev.get("topics_opt_out")
+        opt_in = ev.get("topics_opt_in")
+        merged = Prefs(
+            timezone=ev.get("timezone") or merge.timezone,
+            quiet_hours=qh_t or merge.quiet_hours,
+            opt_out=frozenset(opt_out) if opt_out is not None else merge.opt_out,
+            opt_in=frozenset(opt_in) if opt_in is not None else merge.opt_in,
+        )
+        replaced = Prefs(ev.get("timezone"), qh_t, frozenset(opt_out or ()),
+                         frozenset(opt_in or ()))
+        cust.prefs = (merged, replaced)
+
+
+# --- quiet hours (SPEC §4.5) -----------------------------------------------------------------
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def allowed(t: float, prefs: Prefs) -> bool:
+    """May an sms/push/phone be delivered at instant t? 08:00-21:00 local, minus the
+    customer's own quiet period [start, end) (which may wrap midnight)."""
+    local = datetime.fromtimestamp(t, _zone(prefs.timezone or DEFAULT_TZ))
+    minute = local.hour * 60 + local.minute
+    if not ALLOWED_FROM <= minute < ALLOWED_UNTIL:
+        return False
+    if prefs.quiet_hours:
+        start, end = map(_hhmm, prefs.quiet_hours)
+        if start < end and start <= minute < end:
+            return False
+        if start > end and (minute >= start or minute < end):
+            return False
+    return True
+
+
+def next_allowed(t: float, prefs: Prefs) -> float | None:
+    """t itself if allowed, else the next whole minute that is (None: none within 3 days)."""
+    if allowed(t, prefs):
+        return t
+    m = math.ceil(t / 60) * 60
+    for _ in range(3 * 24 * 60):
+        if allowed(m, prefs):
+            return float(m)
+        m += 60
+    return None
+
+
+# --- a replay run: inputs and outputs, positioned -------------------------------------------
+
+
+@dataclass
+class Event:
+    index: int
+    id: str
+    type: str
+    ts: float
+    raw: dict[str, Any]
+
+
+class Run:
+    """The accepted input events (after dedup) and the engine's output records."""
+
+    def __init__(self, events: Iterable[dict[str, Any]], records: list[dict[str, Any]],
+                 decisions: list[dict[str, Any]]) -> None:
+        self.events: list[Event] = []
+        first_seen: dict[str, float] = {}
+        for raw in events:
+            t = ts(raw["ts"])
+            eid = raw["event_id"]
+            if eid in first_seen and t - first_seen[eid] < DEDUP_WINDOW:
+                continue  # SPEC §1: a repeated id is processed once
+            first_seen[eid] = t
+            self.events.append(Event(len(self.events), eid, raw["type"], t, raw))
+        self.by_id = {e.id: e for e in self.events}
+        self.records = records
+        self.intents = [r for r in records if not r.get("cancelled")]
+        self.cancellations = [r for r in records if r.get("cancelled")]
+        self.decisions = decisions
+        self.decision_of: dict[str, dict[str, Any]] = {}
+        for d in decisions:
+            if d.get("intent_id") and d["outcome"] in ("emitted", "deferred"):
+                self.decision_of.setdefault(d["intent_id"], d)
+        self._worlds: dict[int, World] = {}  # prefix length -> the facts after it
+
+    @classmethod
+    def from_bytes(cls, lines: Iterable[bytes], intents: bytes, decisions: bytes) -> Run:
+        return cls([orjson.loads(x) for x in lines if x.strip()],
+                   [orjson.loads(x) for x in intents.splitlines()],
+                   [orjson.loads(x) for x in decisions.splitlines()])
+
+    # positions ------------------------------------------------------------------------------
+    def position(self, decision: dict[str, Any]) -> float:
+        """Where the decision was taken: i - 0.5 is just before event i, i + 0.5 just after."""
+        if decision["outcome"] == "cancelled" or decision["kind"] in EVENT_KINDS:
+            idx = [self.by_id[x].index for x in decision.get("trigger_event_ids") or ()
+                   if x in self.by_id]
+            if idx:
+                return max(idx) + 0.5
+            at = ts(decision["at"])
+            return sum(1 for e in self.events if e.ts <= at) - 0.5
+        at = ts(decision["at"])
+        return sum(1 for e in self.events if e.ts < at) - 0.5
+
+    def intent_position(self, intent: dict[str, Any]) -> float | None:
+        d = self.decision_of.get(intent["intent_id"])
+        return None if d is None else self.position(d)
+
+    def world_at(self, pos: float) -> World:
+        """The facts after the events before position pos (folded afresh, then cached)."""
+        n = math.ceil(pos)
+        if n not in self._worlds:
+            world = World()
+            for e in self.events[:n]:
+                apply(world, e.index, e.raw)
+            self._worlds[n] = world
+        return self._worlds[n]
+
+    def customer_at(self, c: str, pos: float) -> Customer:
+        return self.world_at(pos).customers.get(c) or Customer()
+
+    def storefront_triggers(self, decision: dict[str, Any]) -> list[Event]:
+        return [self.by_id[x] for x in decision.get("trigger_event_ids") or ()
+                if x in self.by_id and self.by_id[x].type in STOREFRONT]
+
+    def positioned_intents(self) -> Iterable[tuple[dict[str, Any], float]]:
+        """Each intent with its decision's position (one without is check_structure's)."""
+        for intent in self.intents:
+            pos = self.intent_position(intent)
+            if pos is not None:
+                yield intent, pos
+
+
+def _desc(intent: dict[str, Any]) -> str:
+    return (f"{intent.get('intent_id')} ({intent.get('kind')}/{intent.get('channel')} to "
+            f"{intent.get('customer_id')} created {intent.get('created_at')})")
+
+
+# --- 1. consent ------------------------------------------------------------------------------
+
+
+def check_consent(run: Run) -> list[str]:
+    out = []
+    for intent, pos in run.positioned_intents():
+        ch, created = intent["channel"], ts(intent["created_at"])
+        grants = run.customer_at(intent["customer_id"], pos).grants.get(ch) or []
+        if not grants:
+            out.append(f"{_desc(intent)}: no {ch} consent granted (or it was revoked/erased)")
+            continue
+        latest = grants[-1]
+        if latest.expires_at is not None and latest.expires_at <= created:
+            out.append(f"{_desc(intent)}: {ch} consent expired at {latest.expires_at}")
+        ref = intent.get("consent") or {}
+        if ref.get("channel") != ch:
+            out.append(f"{_desc(intent)}: consent.channel {ref.get('channel')} != {ch}")
+        if not any(ref.get("source") == g.source and ref.get("granted_at") is not None
+                   and ts(ref["granted_at"]) == g.at for g in grants):
+            out.append(f"{_desc(intent)}: consent {ref} is not a current {ch} grant")
+    return out
+
+
+# --- 2. verified identity ----------------------------------------------------------------------
+
+
+def check_verified(run: Run) -> list[str]:
+    out = []
+    for d in run.decisions:
+        c = d.get("customer_id")
+        if c is None:
+            if not d.get("session_id"):
+                out.append(f"decision {d['decision_id']}: customer_id null but no session_id")
+            continue
+        if d.get("reason") == "unverified_identity":
+            out.append(f"decision {d['decision_id']}: unverified_identity under customer {c}")
+        if d["outcome"] == "cancelled":
+            continue
+        pos = run.position(d)
+        cust = run.customer_at(c, pos)
+        if not cust.verified_sessions:
+            out.append(f"decision {d['decision_id']} ({d['kind']}) under {c}, who was never "
+                       f"verified (since any erasure) before it")
+        for e in run.storefront_triggers(d):
+            if e.raw["session_id"] not in cust.verified_sessions:
+                out.append(f"decision {d['decision_id']} ({d['kind']}) under {c} is about "
+                           f"session {e.raw['session_id']} (event {e.id}) never verified for {c}")
+            other = verified_claim(e.raw)
+            if other is not None and other != c:
+                out.append(f"decision {d['decision_id']} under {c} fed by event {e.id} of "
+                           f"verified customer {other}")
+    for intent, pos in run.positioned_intents():
+        c = intent["customer_id"]
+        cust = run.customer_at(c, pos)
+        if intent["kind"] in EVENT_KINDS:
+            # the carted sku must be in a cart of a session verified for c
+            for item in intent.get("items") or ():
+                if not _carted_by(run, c, item["sku"], pos, cust):
+                    out.append(f"{_desc(intent)}: {item['sku']} never carted in a session "
+                               f"verified for {c} (since any erasure)")
+    return out
+
+
+def _carted_by(run: Run, c: str, sku: str, pos: float, cust: Customer) -> bool:
+    for e in run.events[: math.ceil(pos)]:
+        if e.type != "cart_add" or e.raw["sku"] != sku:
+            continue
+        session = e.raw["session_id"]
+        if session not in cust.verified_sessions:
+            continue
+        other = verified_claim(e.raw)
+        if other is not None and other != c:
+            continue
+        if e.index > cust.erased_at or not _verified_before(run, c, session, cust.erased_at):
+            return True
+    return False
+
+
+def _verified_before(run: Run, c: str, session: str, index: int) -> bool:
+    return any(e.type in STOREFRONT and e.raw["session_id"] == session
+               and verified_claim(e.raw) == c for e in run.events[:max(index, 0)])
+
+
+# --- 3. quiet hours --------------------------------------------------------------------------
+
+
+def check_quiet_hours(run: Run) -> list[str]:
+    out = []
+    for intent, pos in run.positioned_intents():
+        created, after = ts(intent["created_at"]), ts(intent["send_after"])
+        if intent["channel"] not in QUIET_CHANNELS:
+            if after != created:
+                out.append(f"{_desc(intent)}: email held to {intent['send_after']}")
+            continue
+        candidates = run.customer_at(intent["customer_id"], pos).prefs
+        if not any(allowed(after, p) for p in candidates):
+            zones = {p.timezone or DEFAULT_TZ for p in candidates}
+            local = [datetime.fromtimestamp(after, _zone(z)).isoformat() for z in zones]
+            out.append(f"{_desc(intent)}: send_after {intent['send_after']} ({local}) is in "
+                       f"quiet hours {[p.quiet_hours for p in candidates]}")
+        elif not any(next_allowed(created, p) == after for p in candidates):
+            expect = sorted({str(next_allowed(created, p)) for p in candidates})
+            out.append(f"{_desc(intent)}: send_after {intent['send_after']} is not the next "
+                       f"allowed minute (expected epoch {expect})")
+    return out
+
+
+# --- 4. frequency caps and cooldown ------------------------------------------------------------
+
+
+def _cooldown_key(run: Run, intent: dict[str, Any]) -> tuple[str, ...]:
+    d = run.decision_of[intent["intent_id"]]
+    if intent["kind"] in CART_KINDS:
+        sessions = sorted({e.raw["session_id"] for e in run.storefront_triggers(d)})
+        return (intent["kind"], "cart", *sessions)
+    items = intent.get("items") or [{"sku": "?"}]
+    return (intent["kind"], "sku", items[0]["sku"])
+
+
+def check_caps(run: Run) -> list[str]:
+    out = []
+    active: dict[str, tuple[dict[str, Any], float]] = {}  # intent_id -> (intent, pos)
+    for rec in run.records:
+        if rec.get("cancelled"):
+            active.pop(rec["intent_id"], None)
+            continue
+        pos = run.intent_position(rec)
+        if pos is None:
+            continue
+        c, t = rec["customer_id"], ts(rec["created_at"])
+        erased_at = run.customer_at(c, pos).erased_at
+        prior = [(j, ts(j["created_at"])) for j, jpos in active.values()
+                 if j["customer_id"] == c and jpos > erased_at]
+        for window, cap, channel in CAPS:
+            if channel is not None and rec["channel"] != channel:
+                continue
+            within = [j["intent_id"] for j, jt in prior
+                      if (channel is None or j["channel"] == channel) and t - window < jt <= t]
+            if len(within) >= cap:
+                out.append(f"{_desc(rec)}: cap {cap}/{window // H}h {channel or 'all'} already "
+                           f"used by {within}")
+        key = _cooldown_key(run, rec)
+        same = [j["intent_id"] for j, jt in prior
+                if _cooldown_key(run, j) == key and t - COOLDOWN < jt <= t]
+        if same:
+            out.append(f"{_desc(rec)}: cooldown {key} within 72h of {same}")
+        active[rec["intent_id"]] = (rec, pos)
+    return out
+
+
+# --- 5. erasure, do-not-contact, complaints, unsubscribes ------------------------------------
+
+
+def check_blocks(run: Run) -> list[str]:
+    out = []
+    for intent, pos in run.positioned_intents():
+        c, ch = intent["customer_id"], intent["channel"]
+        stop = [e for e in run.events[: math.ceil(pos)] if e.raw.get("customer_id") == c and (
+            e.type in ("erase_requested", "do_not_contact")
+            or (e.type in ("complained", "unsubscribed") and e.raw["channel"] == ch))]
+        if not stop:
+            continue
+        last = stop[-1]
+        regranted = any(e.index > last.index and e.type == "consent_granted"
+                        and e.raw["customer_id"] == c and e.raw["channel"] == ch
+                        for e in run.events[: math.ceil(pos)])
+        if not regranted:
+            out.append(f"{_desc(intent)}: after {last.type} {last.id} at {last.raw['ts']} "
+                       f"with no later {ch} consent_granted")
+        if last.type == "erase_requested":
+            d = run.decision_of[intent["intent_id"]]
+            stale = [e.id for e in run.storefront_triggers(d) if e.index < last.index]
+            if stale:
+                out.append(f"{_desc(intent)}: fed by events {stale} from before erasure "
+                           f"{last.id}")
+    return out
+
+
+def check_cancellations_complete(run: Run) -> list[str]:
+    """SPEC §2: a revocation, do_not_contact, purchase or erasure that arrives after an
+    intent was emitted but before its send_after cancels it (semantics.md: a revocation,
+    complaint or unsubscribe only on its channel)."""
+    out = []
+    cancelled_at: dict[str, float] = {}
+    for r in run.cancellations:
+        cancelled_at.setdefault(r["intent_id"], ts(r["at"]))
+    for intent, pos in run.positioned_intents():
+        c, ch = intent["customer_id"], intent["channel"]
+        after = ts(intent["send_after"])
+        for e in run.events[math.ceil(pos):]:
+            if e.ts >= after:
+                break
+            if intent["intent_id"] in cancelled_at and cancelled_at[intent["intent_id"]] < e.ts:
+                break
+            hit = False
+            if e.raw.get("customer_id") == c and not e.raw.get("session_id"):
+                hit = e.type in ("erase_requested", "do_not_contact") or (
+                    e.type in ("consent_revoked", "complained", "unsubscribed")
+                    and e.raw["channel"] == ch)
+            elif e.type == "purchase" and intent["kind"] != "browse_abandonment":
+                buyer = verified_claim(e.raw) or (
+                    run.world_at(e.index).binding.get(e.raw["session_id"])
+                    if not e.raw.get("customer_id") else None)
+                bought = {i["sku"] for i in e.raw["items"]}
+                skus = {i["sku"] for i in intent.get("items") or ()}
+                hit = buyer == c and bool(skus) and skus <= bought
+            if hit:
+                got = cancelled_at.get(intent["intent_id"])
+                if got is None or got > e.ts:
+                    out.append(f"{_desc(intent)} send_after {intent['send_after']}: not "
+                               f"cancelled by {e.type} {e.id} at {e.raw['ts']}")
+                break
+    return out
+
+
+# --- 7. structure ------------------------------------------------------------------------------
+
+
+def check_structure(run: Run) -> list[str]:
+    out = []
+    seen: set[str] = set()
+    emitted: dict[str, dict[str, Any]] = {}
+    cancelled: set[str] = set()
+    cancel_decisions = {d["intent_id"] for d in run.decisions
+                        if d["outcome"] == "cancelled" and d.get("intent_id")}
+    for d in run.decisions:
+        if d.get("outcome") not in ("emitted", "deferred", "suppressed", "cancelled"):
+            out.append(f"decision {d.get('decision_id')}: bad outcome {d.get('outcome')}")
+        if d.get("outcome") in ("emitted", "deferred") and not d.get("intent_id"):
+            out.append(f"decision {d['decision_id']}: {d['outcome']} without intent_id")
+        if d.get("outcome") == "suppressed" and not d.get("reason"):
+            out.append(f"decision {d['decision_id']}: suppressed without a reason")
+    for rec in run.records:
+        iid = rec.get("intent_id")
+        if rec.get("cancelled"):
+            if iid not in emitted:
+                out.append(f"cancellation of {iid} that was not emitted before it")
+                continue
+            if iid in cancelled:
+                out.append(f"{iid} cancelled twice")
+            cancelled.add(iid)
+            intent = emitted[iid]
+            if not ts(intent["send_after"]) > ts(rec["at"]):
+                out.append(f"cancellation of {iid} at {rec['at']} is not before its send_after "
+                           f"{intent['send_after']}")
+            if iid not in cancel_decisions:
+                out.append(f"cancellation of {iid} without a cancelled decision")
+            for k in ("customer_id", "channel"):
+                if k in rec and rec[k] != intent[k]:
+                    out.append(f"cancellation of {iid}: {k} {rec[k]} != intent's {intent[k]}")
+            continue
+        if iid in seen:
+            out.append(f"intent_id {iid} emitted twice")
+        seen.add(iid)
+        emitted[iid] = rec
+        d = run.decision_of.get(iid)
+        if d is None:
+            out.append(f"{_desc(rec)}: no emitted/deferred decision with its intent_id")
+            continue
+        for k in ("customer_id", "kind", "channel"):
+            if d.get(k) != rec.get(k):
+                out.append(f"{_desc(rec)}: decision {k} {d.get(k)} != {rec.get(k)}")
+        created, after, before = (ts(rec[k]) for k in ("created_at", "send_after", "send_before"))
+        if ts(d["at"]) != created:
+            out.append(f"{_desc(rec)}: decision at {d['at']} != created_at")
+        if not created <= after <= before:
+            out.append(f"{_desc(rec)}: not created_at <= send_after <= send_before")
+        if before != created + VALIDITY:
+            out.append(f"{_desc(rec)}: send_before != created_at + 24h")
+        if (d["outcome"] == "deferred") != (after > created):
+            out.append(f"{_desc(rec)}: outcome {d['outcome']} but send_after - created_at = "
+                       f"{after - created}s")
+        if rec.get("kind") not in KINDS:
+            out.append(f"{_desc(rec)}: unknown kind")
+        elif rec.get("topic") != TOPIC_OF[rec["kind"]]:
+            out.append(f"{_desc(rec)}: topic {rec.get('topic')}")
+        elif rec.get("channel") not in CHANNELS_OF[rec["kind"]]:
+            out.append(f"{_desc(rec)}: channel not in the trigger's channels")
+        if rec.get("kind") in CART_KINDS:
+            out.extend(_check_cart_timing(run, rec, d))
+    return out
+
+
+def _check_cart_timing(run: Run, intent: dict[str, Any], d: dict[str, Any]) -> list[str]:
+    """Cart timers fire after the cart's idle delay; a call only >= 48 h after the cart's
+    last activity (SPEC §3, §4.8)."""
+    created = ts(intent["created_at"])
+    delay = CART_DELAY[intent["kind"]]
+    sessions = {e.raw["session_id"] for e in run.storefront_triggers(d)}
+    if not sessions:
+        return [f"{_desc(intent)}: no cart event among trigger_event_ids"]
+    out = []
+    shared = {e.raw["session_id"] for e in run.events
+              if e.type in STOREFRONT and e.ts < created
+              and verified_claim(e.raw) not in (None, intent["customer_id"])}
+    if sessions & shared:
+        return []  # another customer logged in on the same device: who owns the cart is open
+    for e in run.events:
+        if e.ts >= created:
+            break
+        if e.type in ACTIVITY and e.raw["session_id"] in sessions and e.ts > created - delay:
+            out.append(f"{_desc(intent)}: cart activity {e.type} {e.id} at {e.raw['ts']} "
+                       f"less than {delay // H}h before it")
+    return out
+
+
+# --- triggers fire only as SPEC §3 says ---------------------------------------------------------
+
+
+def check_triggers(run: Run) -> list[str]:
+    out = []
+    for intent, pos in run.positioned_intents():
+        d = run.decision_of[intent["intent_id"]]
+        kind, created = intent["kind"], ts(intent["created_at"])
+        items = intent.get("items") or []
+        if kind in EVENT_KINDS:
+            ev = [run.by_id[x] for x in d.get("trigger_event_ids") or () if x in run.by_id]
+            inv = [e for e in ev if e.type in ("stock_level", "price_change")]
+            if not inv:
+                out.append(f"{_desc(intent)}: no inventory event among its triggers")
+                continue
+            e = inv[-1]
+            sku = e.raw["sku"]
+            if e.ts != created:
+                out.append(f"{_desc(intent)}: created_at != its event {e.id}'s ts")
+            if [i["sku"] for i in items] != [sku]:
+                out.append(f"{_desc(intent)}: items {items} are not the event's sku {sku}")
+            if kind == "price_drop":
+                if e.type != "price_change":
+                    out.append(f"{_desc(intent)}: price_drop from {e.type}")
+                    continue
+                added = [a.raw["price"] for a in run.events[: e.index]
+                         if a.type == "cart_add" and a.raw["sku"] == sku
+                         and verified_claim(a.raw) in (None, intent["customer_id"])]
+                if not any(e.raw["price"] <= 0.9 * p + 1e-9 for p in added):
+                    out.append(f"{_desc(intent)}: {e.raw['price']} is not >= 10% below any "
+                               f"cart_add price of {sku} ({added})")
+                continue
+            before = [a.raw["available"] for a in run.events[: e.index]
+                      if a.type == "stock_level" and a.raw["sku"] == sku]
+            now = e.raw.get("available")
+            ok = bool(before) and e.type == "stock_level" and (
+                (kind == "low_stock" and before[-1] > 3 >= now)
+                or (kind == "back_in_stock" and before[-1] == 0 < now))
+            if not ok:
+                out.append(f"{_desc(intent)}: stock {before[-1:]} -> {now} is not a {kind}")
+        elif kind == "browse_abandonment":
+            views = [run.by_id[x] for x in d.get("trigger_event_ids") or () if x in run.by_id]
+            views = [v for v in views if v.type == "product_view"]
+            skus = {i["sku"] for i in items}
+            products = {v.raw["product_id"] for v in views}
+            if len(views) < 3 or len(products) != 1:
+                out.append(f"{_desc(intent)}: triggered by {len(views)} views of {products}")
+                continue
+            if max(v.ts for v in views) + 24 * H != created:
+                out.append(f"{_desc(intent)}: not 24h after the last view")
+            if max(v.ts for v in views) - min(v.ts for v in views) > 24 * H:
+                out.append(f"{_desc(intent)}: views span more than 24h")
+            if not skus <= {v.raw["sku"] for v in views}:
+                out.append(f"{_desc(intent)}: items {sorted(skus)} were not viewed")
+        elif kind == "assist_offer":
+            sessions = {e.raw["session_id"] for e in run.storefront_triggers(d)}
+            ok = False
+            cancelled_before = {r["intent_id"] for r in run.records[: run.records.index(intent)]
+                                if r.get("cancelled")}
+            for j in run.records[: run.records.index(intent)]:
+                if (j.get("cancelled") or j["kind"] != "abandoned_cart"
+                        or j["customer_id"] != intent["customer_id"]
+                        or j["intent_id"] in cancelled_before):
+                    continue
+                jd = run.decision_of.get(j["intent_id"])
+                same_cart = jd is not None and sessions & {
+                    e.raw["session_id"] for e in run.storefront_triggers(jd)}
+                if same_cart and ts(j["send_after"]) <= created - 24 * H:
+                    ok = True
+            if not ok:
+                out.append(f"{_desc(intent)}: no abandoned_cart intent for the cart went out "
+                           f">= 24h before")
+    return out
+
+
+# --- 8. sensitive categories, gifts, topics ----------------------------------------------------
+
+
+def categories(run: Run) -> dict[str, set[str]]:
+    cats: dict[str, set[str]] = {}
+    for e in run.events:
+        if "category" in e.raw:
+            cats.setdefault(e.raw["sku"], set()).update(e.raw["category"])
+    return cats
+
+
+def check_sensitive(run: Run) -> list[str]:
+    out = []
+    cats = categories(run)
+    for intent, pos in run.positioned_intents():
+        prefs = run.customer_at(intent["customer_id"], pos).prefs
+        items = intent.get("items") or []
+        if not items:
+            out.append(f"{_desc(intent)}: no items")
+        for item in items:
+            sens = cats.get(item["sku"], set()) & SENSITIVE
+            if sens and not any(sens <= p.opt_in for p in prefs):
+                out.append(f"{_desc(intent)}: item {item['sku']} is sensitive {sorted(sens)} "
+                           f"without opt-in (opt-ins {[sorted(p.opt_in) for p in prefs]})")
+    return out
+
+
+def check_gifts_and_topics(run: Run) -> list[str]:
+    out = []
+    for intent, pos in run.positioned_intents():
+        cust = run.customer_at(intent["customer_id"], pos)
+        if intent["kind"] == "browse_abandonment":
+            gifted = {i["sku"] for i in intent.get("items") or ()} & cust.gift_skus
+            if gifted:
+                out.append(f"{_desc(intent)}: browse trigger for gifted skus {sorted(gifted)}")
+        if all(intent.get("topic") in p.opt_out for p in cust.prefs):
+            out.append(f"{_desc(intent)}: topic {intent.get('topic')} opted out")
+    return out
+
+
+CHECKS = {
+    "consent": check_consent,
+    "verified": check_verified,
+    "quiet_hours": check_quiet_hours,
+    "caps": check_caps,
+    "blocks": check_blocks,
+    "cancellations_complete": check_cancellations_complete,
+    "structure": check_structure,
+    "triggers": check_triggers,
+    "sensitive": check_sensitive,
+    "gifts_and_topics": check_gifts_and_topics,
+}
+
+
+def check_all(run: Run) -> dict[str, list[str]]:
+    return {name: found for name, fn in CHECKS.items() if (found := fn(run))}
