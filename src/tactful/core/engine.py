@@ -537,23 +537,23 @@ class Engine:
                 mine.last_event_id = cart.last_event_id
             self._touch(mine, True, mine.last_event_id, mine.last_activity)
         for pid, views in msg.views.items():
-            known = st.views.get(pid)
-            if known is None:
+            have = st.views.get(pid)
+            if have is None:
                 st.views[pid] = views
                 continue
-            seen_views = known
-            merged = sorted(zip(seen_views.times + views.times, seen_views.event_ids + views.event_ids,
-                                strict=True))
-            seen_views.times = [m[0] for m in merged]
-            seen_views.event_ids = [m[1] for m in merged]
-            seen_views.sessions += [s for s in views.sessions if s not in seen_views.sessions]
-            if seen_views.due is not None or views.due is not None:
-                seen_views.due = max(seen_views.times) + self._browse.delay
-            elif len(seen_views.times) >= self.policy.browse_min_views:
-                window = self.policy.browse_view_window
-                last = seen_views.times[-1]
-                if sum(1 for x in seen_views.times if x > last - window) >= self.policy.browse_min_views:
-                    seen_views.due = last + self._browse.delay
+            merged = sorted(
+                zip(have.times + views.times, have.event_ids + views.event_ids, strict=True)
+            )
+            have.times = [m[0] for m in merged]
+            have.event_ids = [m[1] for m in merged]
+            have.sessions += [s for s in views.sessions if s not in have.sessions]
+            if have.due is not None or views.due is not None:
+                have.due = max(have.times) + self._browse.delay
+            elif len(have.times) >= self.policy.browse_min_views:
+                last = have.times[-1]
+                recent = sum(1 for x in have.times if x > last - self.policy.browse_view_window)
+                if recent >= self.policy.browse_min_views:
+                    have.due = last + self._browse.delay
 
     def _sku_signal(self, st: CustomerState, msg: SkuSignal, out: Outbox) -> None:
         for cart in st.carts.values():
