@@ -537,23 +537,23 @@ class Engine:
                 mine.last_event_id = cart.last_event_id
             self._touch(mine, True, mine.last_event_id, mine.last_activity)
         for pid, views in msg.views.items():
-            have = st.views.get(pid)
-            if have is None:
+            prior = st.views.get(pid)
+            if prior is None:
                 st.views[pid] = views
                 continue
             merged = sorted(
-                zip(have.times + views.times, have.event_ids + views.event_ids, strict=True)
+                zip(prior.times + views.times, prior.event_ids + views.event_ids, strict=True)
             )
-            have.times = [m[0] for m in merged]
-            have.event_ids = [m[1] for m in merged]
-            have.sessions += [s for s in views.sessions if s not in have.sessions]
-            if have.due is not None or views.due is not None:
-                have.due = max(have.times) + self._browse.delay
-            elif len(have.times) >= self.policy.browse_min_views:
-                last = have.times[-1]
-                recent = sum(1 for x in have.times if x > last - self.policy.browse_view_window)
+            prior.times = [m[0] for m in merged]
+            prior.event_ids = [m[1] for m in merged]
+            prior.sessions += [s for s in views.sessions if s not in prior.sessions]
+            if prior.due is not None or views.due is not None:
+                prior.due = max(prior.times) + self._browse.delay
+            elif len(prior.times) >= self.policy.browse_min_views:
+                last = prior.times[-1]
+                recent = sum(1 for x in prior.times if x > last - self.policy.browse_view_window)
                 if recent >= self.policy.browse_min_views:
-                    have.due = last + self._browse.delay
+                    prior.due = last + self._browse.delay
 
     def _sku_signal(self, st: CustomerState, msg: SkuSignal, out: Outbox) -> None:
         for cart in st.carts.values():
