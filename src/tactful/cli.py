@@ -110,10 +110,12 @@ def _open_out(stack: ExitStack, path: str | None) -> BinaryIO:
 def _replay(args: argparse.Namespace) -> int:
     from tactful.core.engine import Engine
     from tactful.core.policy import load_policy
+    from tactful.service.gc_tuning import relax_gc
     from tactful.service.replay import progress_for, replay_lines
 
     policy = load_policy(args.policy)
     engine = Engine(policy)
+    relax_gc()
     with ExitStack() as stack:
         if args.events == "-":
             source: BinaryIO = sys.stdin.buffer

@@ -264,6 +264,10 @@ def cart_then(draw: st.DrawFn) -> list[tuple[int, dict[str, Any]]]:
         ev = {"type": then, "customer_id": c, "channel": draw(quiet)}
     elif then == "erase":
         ev = {"type": "erase_requested", "customer_id": c}
+        if draw(st.booleans()):  # ... and the tracker redelivers the login or the cart_add
+            back = draw(st.sampled_from([2, 3]))
+            return [*steps, (gap, ev), (draw(st.sampled_from([M, H, 6 * H])),
+                                        {"type": "_redeliver", "back": back})]
     elif then == "purchase":
         ev = {"type": "purchase", **verified, "order_id": "o-x", "gift": draw(st.booleans()),
               "items": [{"sku": sku, "qty": 1, "price": CATALOG[sku][2]}]}
@@ -348,7 +352,10 @@ def setup(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @st.composite
-def histories(draw: st.DrawFn, min_steps: int = 1, max_steps: int = 14) -> History:
+def histories(draw: st.DrawFn, min_steps: int = 1, max_steps: int = 14,
+              redeliver_across_erasure: bool = True) -> History:
+    """redeliver_across_erasure=False leaves out redeliveries of an event from before an
+    erase_requested (a known engine bug, see test_engine_bugs.py) to look for others."""
     start = draw(st.sampled_from(STARTS)).timestamp() + draw(st.sampled_from([0, 7 * H, 13 * H]))
     pairs: list[tuple[int, dict[str, Any]]] = [(0, p) for p in draw(setup())]
     for s in draw(st.lists(step, min_size=min_steps, max_size=max_steps)):
@@ -359,13 +366,19 @@ def histories(draw: st.DrawFn, min_steps: int = 1, max_steps: int = 14) -> Histo
     for n, (gap, payload) in enumerate(pairs):
         t += gap
         offset = draw(st.sampled_from(OFFSETS))
-        if payload is DUPLICATE:
+        if payload is DUPLICATE or payload["type"] == "_redeliver":
             if not events:
                 continue
-            i = draw(st.integers(0, len(events) - 1))
+            if payload is DUPLICATE:
+                i = draw(st.integers(0, len(events) - 1))
+            else:
+                i = max(len(events) - payload["back"], 0)
             if t - times[i] >= 6 * D:  # stay well inside the 7-day dedup window
                 continue
-            if draw(st.booleans()):
+            if not redeliver_across_erasure and any(
+                    e["type"] == "erase_requested" for e in events[i:]):
+                continue
+            if payload is not DUPLICATE or draw(st.booleans()):
                 # the same event again (a redelivery): the very same line when that keeps
                 # timestamps non-decreasing, else the same content at the current ts
                 same = dict(events[i])

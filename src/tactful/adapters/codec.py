@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import msgspec
 
 from tactful.core.errors import BadEvent
-from tactful.core.events import AnyEvent, Event, PreferencesSet
+from tactful.core.events import AnyEvent, Event, PreferencesSet, StorefrontEvent
 from tactful.core.outputs import DeadLetter
 from tactful.core.quiet_hours import is_zone
 
@@ -88,16 +88,17 @@ def _decode_integral_floats(data: bytes) -> Event:
 
 
 def _check(event: Event) -> None:
-    if (
+    if isinstance(event, StorefrontEvent):
+        if event.identity is None and event.customer_id is not None:
+            raise BadEvent(
+                "a customer_id needs the identity that established it - at `$.identity`"
+            )
+    elif (
         isinstance(event, PreferencesSet)
         and event.timezone is not None
         and not is_zone(event.timezone)
     ):
-            raise BadEvent(f"unknown time zone {event.timezone!r} - at `$.timezone`")
-    customer_id = getattr(event, "customer_id", None)
-    identity = getattr(event, "identity", False)
-    if identity is None and customer_id is not None:
-        raise BadEvent("a customer_id needs the identity that established it - at `$.identity`")
+        raise BadEvent(f"unknown time zone {event.timezone!r} - at `$.timezone`")
 
 
 def _reason(message: str) -> str:

@@ -29,22 +29,22 @@ HhMm = Annotated[str, Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Category = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-class Identity(Struct, frozen=True, forbid_unknown_fields=False):
+class Identity(Struct, gc=False, frozen=True, forbid_unknown_fields=False):
     method: IdentityMethod
 
 
-class Item(Struct, frozen=True):
+class Item(Struct, gc=False, frozen=True):
     sku: Sku
     qty: Qty
     price: Money
 
 
-class QuietHours(Struct, frozen=True):
+class QuietHours(Struct, gc=False, frozen=True):
     start: HhMm
     end: HhMm
 
 
-class Event(Struct, frozen=True, tag_field="type", kw_only=True):
+class Event(Struct, gc=False, frozen=True, tag_field="type", kw_only=True):
     event_id: Id
     ts: Ts
 

@@ -13,7 +13,7 @@ from tactful.core.events import StorefrontEvents
 from tactful.core.state import Cart, Views
 
 
-class SessionFact(Struct, frozen=True, tag="session_fact"):
+class SessionFact(Struct, gc=False, frozen=True, tag="session_fact"):
     """A storefront event of a session bound to a verified customer."""
 
     customer_id: str
@@ -21,7 +21,7 @@ class SessionFact(Struct, frozen=True, tag="session_fact"):
     event: StorefrontEvents
 
 
-class AdoptSession(Struct, frozen=True, tag="adopt_session"):
+class AdoptSession(Struct, gc=False, frozen=True, tag="adopt_session"):
     """A session just became verified: its cart and views become the customer's."""
 
     customer_id: str
@@ -31,7 +31,7 @@ class AdoptSession(Struct, frozen=True, tag="adopt_session"):
     at: float
 
 
-class SkuSignal(Struct, frozen=True, tag="sku_signal"):
+class SkuSignal(Struct, gc=False, frozen=True, tag="sku_signal"):
     """A stock or price change of a sku the customer holds in a cart."""
 
     customer_id: str
@@ -42,7 +42,7 @@ class SkuSignal(Struct, frozen=True, tag="sku_signal"):
     at: float
 
 
-class CartIndex(Struct, frozen=True, tag="cart_index"):
+class CartIndex(Struct, gc=False, frozen=True, tag="cart_index"):
     """The customer started (holding=True) or stopped holding the sku in any cart."""
 
     sku: str
@@ -51,7 +51,7 @@ class CartIndex(Struct, frozen=True, tag="cart_index"):
     at: float
 
 
-class EraseSession(Struct, frozen=True, tag="erase_session"):
+class EraseSession(Struct, gc=False, frozen=True, tag="erase_session"):
     session_id: str
     customer_id: str
     at: float

@@ -21,24 +21,24 @@ Reason = Literal[
 ]
 
 
-class IntentItem(Struct, frozen=True):
+class IntentItem(Struct, gc=False, frozen=True):
     sku: str
     qty: int
     price: float
 
 
-class Links(Struct, frozen=True):
+class Links(Struct, gc=False, frozen=True):
     unsubscribe: str
     preferences: str
 
 
-class ConsentRef(Struct, frozen=True):
+class ConsentRef(Struct, gc=False, frozen=True):
     channel: str
     granted_at: str
     source: str
 
 
-class ContactIntent(Struct, frozen=True, omit_defaults=True):
+class ContactIntent(Struct, gc=False, frozen=True, omit_defaults=True):
     """One contact a sender may deliver between ``send_after`` and ``send_before``."""
 
     intent_id: str
@@ -56,7 +56,7 @@ class ContactIntent(Struct, frozen=True, omit_defaults=True):
     links: Links | None = None
 
 
-class Cancellation(Struct, frozen=True):
+class Cancellation(Struct, gc=False, frozen=True):
     """Withdraws an intent before its ``send_after``; senders must drop it."""
 
     intent_id: str
@@ -67,7 +67,7 @@ class Cancellation(Struct, frozen=True):
     at: str
 
 
-class Decision(Struct, frozen=True, omit_defaults=True):
+class Decision(Struct, gc=False, frozen=True, omit_defaults=True):
     """The audit record of one evaluated trigger."""
 
     decision_id: str
@@ -82,7 +82,7 @@ class Decision(Struct, frozen=True, omit_defaults=True):
     session_id: str | None = None
 
 
-class DeadLetter(Struct, frozen=True):
+class DeadLetter(Struct, gc=False, frozen=True):
     reason: str
     topic: str
     partition: int | None

@@ -35,10 +35,14 @@ class Pipeline:
         self._timers: list[tuple[float, str, str]] = []
         self._scheduled: dict[tuple[str, str], float] = {}
 
-    def feed(self, event: Event, out: Outbox) -> None:
-        """Apply one event: first fire everything due by its timestamp."""
-        t = event.ts.timestamp()
-        self.advance(t, out)
+    def feed(self, event: Event, out: Outbox, t: float | None = None) -> None:
+        """Apply one event: first fire everything due by its timestamp (``t``, if known)."""
+        if t is None:
+            t = event.ts.timestamp()
+        if self._timers and self._timers[0][0] <= t:
+            self.advance(t, out)
+        elif t > self.clock:
+            self.clock = t
         if isinstance(event, StorefrontEvent):
             self._session(event.session_id, event, t, out)  # type: ignore[arg-type]
         elif isinstance(event, StockLevel | PriceChange):
@@ -54,26 +58,37 @@ class Pipeline:
         while timers and timers[0][0] <= now:
             due, scope, key = heapq.heappop(timers)
             if self._scheduled.get((scope, key)) != due:
-                continue  # rescheduled since; a newer entry exists
+                continue  # superseded by an earlier entry
             del self._scheduled[(scope, key)]
+            state: SessionState | CustomerState | None = (
+                self.customers.get(key) if scope == CUSTOMER else self.sessions.get(key)
+            )
+            if state is None:
+                continue
+            actual = self.engine.next_due(state)
+            if actual is None:
+                continue
+            if actual > due:
+                # Entries are only added when a due time moves earlier; a later one is
+                # found here, when the old entry comes up, and queued again.
+                self._schedule(scope, key, actual)
+                continue
             self.clock = max(self.clock, due)
-            if scope == CUSTOMER:
-                customer = self.customers.get(key)
-                if customer is not None:
-                    self.engine.advance_customer(customer, due, out)
-                    self._reschedule(CUSTOMER, key, customer)
+            if isinstance(state, CustomerState):
+                self.engine.advance_customer(state, due, out)
+                self._reschedule(CUSTOMER, key, state)
             else:
-                session = self.sessions.get(key)
-                if session is not None:
-                    kept = self.engine.advance_session(session, due, out)
-                    self._store_session(key, kept)
+                kept = self.engine.advance_session(state, due, out)
+                self._store_session(key, kept)
             self._drain(due, out)
         self.clock = max(self.clock, now)
 
     def _drain(self, t: float, out: Outbox) -> None:
         internal = out.internal
-        while internal:
-            scope, key, msg = internal.pop(0)
+        index = 0
+        while index < len(internal):
+            scope, key, msg = internal[index]
+            index += 1
             if scope == CUSTOMER:
                 self._customer(key, msg, t, out)
             elif scope == SKU:
@@ -82,6 +97,7 @@ class Pipeline:
             else:
                 assert isinstance(msg, EraseSession)
                 self._session(key, msg, t, out)
+        internal.clear()
 
     def _session(
         self, key: str, msg: StorefrontEvents | EraseSession, t: float, out: Outbox
@@ -116,11 +132,20 @@ class Pipeline:
             self.skus[key] = kept
 
     def _reschedule(self, scope: str, key: str, state: SessionState | CustomerState) -> None:
+        if (
+            scope == SESSION
+            and not state.carts
+            and not state.views
+            and (scope, key) in self._scheduled
+        ):
+            return  # only its expiry, which never moves earlier
         due = self.engine.next_due(state)
         if due is None:
-            self._scheduled.pop((scope, key), None)
-            return
-        if self._scheduled.get((scope, key)) == due:
-            return
+            return  # a stale entry, if any, is dropped when it comes up
+        scheduled = self._scheduled.get((scope, key))
+        if scheduled is None or due < scheduled:
+            self._schedule(scope, key, due)
+
+    def _schedule(self, scope: str, key: str, due: float) -> None:
         self._scheduled[(scope, key)] = due
         heapq.heappush(self._timers, (due, scope, key))

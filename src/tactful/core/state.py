@@ -19,7 +19,7 @@ from msgspec import Struct
 SCHEMA_VERSION = 1
 
 
-class CartLine(Struct, omit_defaults=True):
+class CartLine(Struct, gc=False, omit_defaults=True):
     sku: str
     product_id: str
     qty: int
@@ -28,7 +28,7 @@ class CartLine(Struct, omit_defaults=True):
     categories: list[str]
 
 
-class Cart(Struct, omit_defaults=True):
+class Cart(Struct, gc=False, omit_defaults=True):
     lines: dict[str, CartLine]
     last_activity: float
     last_event_id: str
@@ -36,7 +36,7 @@ class Cart(Struct, omit_defaults=True):
     assist_due: float | None = None  # pending assist_offer
 
 
-class Views(Struct, omit_defaults=True):
+class Views(Struct, gc=False, omit_defaults=True):
     """Views of one product that may become a browse_abandonment trigger."""
 
     sku: str
@@ -49,14 +49,14 @@ class Views(Struct, omit_defaults=True):
     due: float | None = None
 
 
-class Consent(Struct, omit_defaults=True):
+class Consent(Struct, gc=False, omit_defaults=True):
     granted: bool
     at: float
     source: str
     expires_at: float | None = None
 
 
-class Sent(Struct, omit_defaults=True):
+class Sent(Struct, gc=False, omit_defaults=True):
     """An intent this customer was sent: for caps, cooldowns, the ladder and cancellation."""
 
     intent_id: str
@@ -69,7 +69,7 @@ class Sent(Struct, omit_defaults=True):
     cancelled: bool = False
 
 
-class SessionState(Struct, omit_defaults=True):
+class SessionState(Struct, gc=False, omit_defaults=True):
     session_id: str
     schema_version: int = SCHEMA_VERSION
     customer_id: str | None = None  # bound verified customer, never a guessed one
@@ -80,7 +80,7 @@ class SessionState(Struct, omit_defaults=True):
     views: dict[str, Views] = {}
 
 
-class CustomerState(Struct, omit_defaults=True):
+class CustomerState(Struct, gc=False, omit_defaults=True):
     customer_id: str
     schema_version: int = SCHEMA_VERSION
     seen: dict[str, float] = {}
@@ -98,7 +98,7 @@ class CustomerState(Struct, omit_defaults=True):
     sessions: list[str] = []  # sessions bound to this customer, for erasure
 
 
-class SkuState(Struct, omit_defaults=True):
+class SkuState(Struct, gc=False, omit_defaults=True):
     sku: str
     schema_version: int = SCHEMA_VERSION
     seen: dict[str, float] = {}
