@@ -19,7 +19,7 @@ from tactful.core.events import (
     StorefrontEvent,
     StorefrontEvents,
 )
-from tactful.core.messages import CartIndex, EraseSession
+from tactful.core.messages import AdoptSession, CartIndex, EraseSession, SessionFact
 from tactful.core.state import CustomerState, SessionState, SkuState
 
 __all__ = ["ConsentEvents", "Pipeline"]
@@ -120,7 +120,10 @@ class Pipeline:
             self._scheduled.pop((CUSTOMER, key), None)
         else:
             self.customers[key] = kept
-            self._reschedule(CUSTOMER, key, kept)
+            # Only shopper activity can bring a due time earlier; the rest only ends triggers.
+            active = isinstance(msg, SessionFact | AdoptSession)
+            if active or (CUSTOMER, key) not in self._scheduled:
+                self._reschedule(CUSTOMER, key, kept)
 
     def _sku(
         self, key: str, msg: StockLevel | PriceChange | CartIndex, t: float, out: Outbox
