@@ -74,6 +74,9 @@ from tactful.core.state import (
 )
 
 SESSION, CUSTOMER, SKU = "session", "customer", "sku"
+# Not scopes with state: HOLDERS delivers a SkuSignal to every customer holding the sku;
+# INDEX updates that holder index (key: sku, message: CartIndex).
+HOLDERS, INDEX = "holders", "index"
 _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 _CART_EVENTS = (CartAdd, CartRemove, CheckoutStarted, Purchase)
 _NOT_FORWARDED = (PageView, Logout)
@@ -225,17 +228,8 @@ class Engine:
     # --------------------------------------------------------------------- sku
 
     def on_sku(
-        self, st: SkuState | None, msg: StockLevel | PriceChange | CartIndex, t: float, out: Outbox
-    ) -> SkuState | None:
-        if isinstance(msg, CartIndex):
-            if msg.holding:
-                st = st or SkuState(msg.sku)
-                st.holders[msg.customer_id] = t
-            elif st is not None:
-                st.holders.pop(msg.customer_id, None)
-                if not st.holders and st.available is None and st.price is None:
-                    return None
-            return st
+        self, st: SkuState | None, msg: StockLevel | PriceChange, t: float, out: Outbox
+    ) -> SkuState:
         st = st or SkuState(msg.sku)
         if not self._first_time(st.seen, msg.event_id, t):
             return st
@@ -248,15 +242,13 @@ class Engine:
             elif before == 0 and msg.available > 0:
                 signal = "back_in_stock"
             if signal is not None:
-                for customer_id in st.holders:
-                    sig = SkuSignal(customer_id, st.sku, signal, None, msg.event_id, t)
-                    out.internal.append((CUSTOMER, customer_id, sig))
+                sig = SkuSignal(st.sku, signal, None, msg.event_id, t)
+                out.internal.append((HOLDERS, st.sku, sig))
         else:
             before_price, st.price = st.price, msg.price
             if before_price is None or msg.price < before_price:
-                for customer_id in st.holders:
-                    sig = SkuSignal(customer_id, st.sku, "price_change", msg.price, msg.event_id, t)
-                    out.internal.append((CUSTOMER, customer_id, sig))
+                sig = SkuSignal(st.sku, "price_change", msg.price, msg.event_id, t)
+                out.internal.append((HOLDERS, st.sku, sig))
         return st
 
     # ------------------------------------------------------------------ timers
@@ -683,7 +675,7 @@ class Engine:
         self._withdraw_sent(st, lambda s: True, "erased", t, event_id, out)
         held = sorted({sku for cart in st.carts.values() for sku in cart.lines})
         for sku in held:
-            out.internal.append((SKU, sku, CartIndex(sku, st.customer_id, False, t)))
+            out.internal.append((INDEX, sku, CartIndex(sku, st.customer_id, False, t)))
         for sid in st.sessions:
             out.internal.append((SESSION, sid, EraseSession(sid, st.customer_id, t)))
 
@@ -715,11 +707,15 @@ class Engine:
             ln.price * ln.qty for ln in cart.lines.values() if not self._is_sensitive(st, ln)
         )
 
+    def held_skus(self, st: CustomerState) -> set[str]:
+        """Every sku the customer holds in some cart (to rebuild a holder index)."""
+        return {sku for cart in st.carts.values() for sku in cart.lines}
+
     def _holds(self, st: CustomerState, sku: str) -> bool:
         return any(sku in cart.lines for cart in st.carts.values())
 
     def _index(self, st: CustomerState, sku: str, holding: bool, t: float, out: Outbox) -> None:
-        out.internal.append((SKU, sku, CartIndex(sku, st.customer_id, holding, t)))
+        out.internal.append((INDEX, sku, CartIndex(sku, st.customer_id, holding, t)))
 
     def _is_sensitive(self, st: CustomerState, line: CartLine) -> bool:
         return self._sensitive_categories(st, line.categories)

@@ -32,9 +32,13 @@ class AdoptSession(Struct, gc=False, frozen=True, tag="adopt_session"):
 
 
 class SkuSignal(Struct, gc=False, frozen=True, tag="sku_signal"):
-    """A stock or price change of a sku the customer holds in a cart."""
+    """A stock or price change, for every customer holding the sku in a cart.
 
-    customer_id: str
+    The sku scope does not know who holds what: the runtime delivers the
+    signal to each holder it indexed from ``CartIndex`` (in the worker, to
+    every customer partition, which looks up its own holders).
+    """
+
     sku: str
     signal: str  # low_stock | back_in_stock | price_change
     price: float | None
@@ -43,7 +47,11 @@ class SkuSignal(Struct, gc=False, frozen=True, tag="sku_signal"):
 
 
 class CartIndex(Struct, gc=False, frozen=True, tag="cart_index"):
-    """The customer started (holding=True) or stopped holding the sku in any cart."""
+    """The customer started (holding=True) or stopped holding the sku in any cart.
+
+    Kept by the runtime beside the customer's state (same key, same partition),
+    never in the sku's state: the sku scope holds no customer ids.
+    """
 
     sku: str
     customer_id: str
@@ -58,6 +66,5 @@ class EraseSession(Struct, gc=False, frozen=True, tag="erase_session"):
 
 
 CustomerMessage = SessionFact | AdoptSession | SkuSignal
-SkuMessage = CartIndex
 SessionMessage = EraseSession
 InternalMessage = SessionFact | AdoptSession | SkuSignal | CartIndex | EraseSession

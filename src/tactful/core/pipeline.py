@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 
-from tactful.core.engine import CUSTOMER, SESSION, SKU, Engine, Outbox
+from tactful.core.engine import CUSTOMER, HOLDERS, INDEX, SESSION, Engine, Outbox
 from tactful.core.events import (
     ConsentEvents,
     CustomerEvent,
@@ -19,7 +19,7 @@ from tactful.core.events import (
     StorefrontEvent,
     StorefrontEvents,
 )
-from tactful.core.messages import AdoptSession, CartIndex, EraseSession, SessionFact
+from tactful.core.messages import AdoptSession, CartIndex, EraseSession, SessionFact, SkuSignal
 from tactful.core.state import CustomerState, SessionState, SkuState
 
 __all__ = ["ConsentEvents", "Pipeline"]
@@ -31,6 +31,7 @@ class Pipeline:
         self.sessions: dict[str, SessionState] = {}
         self.customers: dict[str, CustomerState] = {}
         self.skus: dict[str, SkuState] = {}
+        self.holders: dict[str, dict[str, None]] = {}  # sku -> customers holding it
         self.clock = float("-inf")
         self._timers: list[tuple[float, str, str]] = []
         self._scheduled: dict[tuple[str, str], float] = {}
@@ -91,9 +92,19 @@ class Pipeline:
             index += 1
             if scope == CUSTOMER:
                 self._customer(key, msg, t, out)
-            elif scope == SKU:
+            elif scope == HOLDERS:
+                assert isinstance(msg, SkuSignal)
+                for customer_id in list(self.holders.get(key, ())):
+                    self._customer(customer_id, msg, t, out)
+            elif scope == INDEX:
                 assert isinstance(msg, CartIndex)
-                self._sku(key, msg, t, out)
+                holders = self.holders.setdefault(key, {})
+                if msg.holding:
+                    holders[msg.customer_id] = None
+                else:
+                    holders.pop(msg.customer_id, None)
+                    if not holders:
+                        del self.holders[key]
             else:
                 assert isinstance(msg, EraseSession)
                 self._session(key, msg, t, out)
@@ -125,14 +136,8 @@ class Pipeline:
             if active or (CUSTOMER, key) not in self._scheduled:
                 self._reschedule(CUSTOMER, key, kept)
 
-    def _sku(
-        self, key: str, msg: StockLevel | PriceChange | CartIndex, t: float, out: Outbox
-    ) -> None:
-        kept = self.engine.on_sku(self.skus.get(key), msg, t, out)
-        if kept is None:
-            self.skus.pop(key, None)
-        else:
-            self.skus[key] = kept
+    def _sku(self, key: str, msg: StockLevel | PriceChange, t: float, out: Outbox) -> None:
+        self.skus[key] = self.engine.on_sku(self.skus.get(key), msg, t, out)
 
     def _reschedule(self, scope: str, key: str, state: SessionState | CustomerState) -> None:
         if (

@@ -104,7 +104,6 @@ class SkuState(Struct, gc=False, omit_defaults=True):
     seen: dict[str, float] = {}
     available: int | None = None
     price: float | None = None
-    holders: dict[str, float] = {}  # verified customers with the sku in a cart -> since
 
 
 AnyState = SessionState | CustomerState | SkuState
