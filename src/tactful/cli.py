@@ -88,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "worker":
+            return _worker(args)
+        if args.command == "produce":
+            return _produce(args)
         raise CliError(f"'tactful {args.command}' is not implemented yet")
     except PolicyError as exc:
         print(f"tactful: policy error: {exc}", file=sys.stderr)
@@ -142,6 +146,42 @@ def _replay(args: argparse.Namespace) -> int:
         intents_out.flush()
         decisions_out.flush()
     return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tactful.adapters.producer import ProduceError, produce_file
+    from tactful.core.errors import TransientError
+    from tactful.service.settings import SettingsError, from_env
+
+    try:
+        settings = from_env()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        asyncio.run(produce_file(args.events, settings, args.until))
+    except ProduceError as exc:
+        raise CliError(str(exc)) from None
+    except TransientError as exc:
+        print(f"tactful: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from tactful.core.policy import load_policy
+    from tactful.service import worker
+    from tactful.service.gc_tuning import relax_gc
+    from tactful.service.settings import SettingsError, from_env
+
+    try:
+        settings = from_env(clock=args.clock)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    policy = load_policy(settings.policy_file)
+    relax_gc()
+    return worker.run(settings, policy)
 
 
 def _generate(args: argparse.Namespace) -> int:

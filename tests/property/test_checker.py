@@ -247,7 +247,7 @@ def test_fourth_sms_in_24h_is_caught() -> None:
     smss = [intent(f"int-{i}", f"2026-06-0{1 + (i * 8) // 24}T{(i * 8) % 24:02d}:30:00Z",
                    channel="sms", send_after=None) for i in range(4)]
     found = check_caps(run(BASE, *smss))
-    assert any("sms" in v for v in found), found
+    assert any("cap 3/24h sms" in v for v in found), found
 
 
 def test_same_kind_same_sku_within_72h_is_a_cooldown_violation() -> None:
@@ -437,3 +437,19 @@ def test_bad_line_comparison_notices_a_valid_line() -> None:
     assert changed[0] == 0 and changed[1:] != base[1:]
     bad = orjson.dumps({**orjson.loads(revoke), "channel": "fax"})
     assert _replay([*lines, bad]) == (1, base[1], base[2])
+
+
+def test_browse_needs_three_views_within_24h() -> None:
+    def view(eid: str, at: str) -> dict[str, Any]:
+        return ev(eid, at, "product_view", **verified(), **product())
+
+    spread = [*BASE[:5], view("v1", t("12:00")), view("v2", t("13:00", "2026-06-02")),
+              view("v3", t("12:00", "2026-06-03"))]
+    browse = intent("int-1", t("12:00", "2026-06-04"), kind="browse_abandonment")
+    decs = [decision(browse, ["v1", "v2", "v3"])]
+    assert any("within 24h" in v for v in check_triggers(run(spread, browse, decisions=decs)))
+    # a fourth view that makes three within 24 h (the first one may be older) is fine
+    dense = [*spread, view("v4", t("12:30", "2026-06-03"))]
+    browse = intent("int-1", t("12:30", "2026-06-04"), kind="browse_abandonment")
+    decs = [decision(browse, ["v1", "v2", "v3", "v4"])]
+    assert check_triggers(run(dense, browse, decisions=decs)) == []

@@ -70,3 +70,24 @@ def test_event_id_reused_under_another_key_is_processed_once() -> None:
     run = replay([GRANT, LOGIN, CART, other])
     items = [i["sku"] for r in run.intents for i in r["items"]]
     assert items == ["k-lamp"], items
+
+
+def test_erasure_unbinds_a_session_verified_by_a_page_view() -> None:
+    """c1 is verified on device s4 by a page_view (semantics.md: any storefront event with
+    login/email_link binds the session), then erased - SPEC §4.13 deletes the customer's
+    state "and their sessions". c1 later signs up again (new consent) and someone adds to
+    the cart on s4 without any identity. s4 is no longer c1's: the abandoned_cart must be
+    suppressed as unverified_identity (customer_id null), and c1 must get nothing.
+    Engine: the page_view binding survives the erasure and c1 gets the email. (A `login`,
+    `product_view`, `checkout_started` or `logout` in place of the page_view is erased.)"""
+    view = {"event_id": "v1", "ts": "2026-06-01T12:00:00Z", "type": "page_view",
+            "session_id": "s4", "customer_id": "c1", "identity": {"method": "login"}}
+    erase = {**ERASE, "ts": "2026-06-01T12:10:00Z"}
+    regrant = {**GRANT, "event_id": "g2", "ts": "2026-06-01T12:20:00Z"}
+    anonymous_cart = {k: v for k, v in CART.items() if k not in ("customer_id", "identity")}
+    anonymous_cart.update(session_id="s4", ts="2026-06-01T12:30:00Z")
+    run = replay([view, erase, regrant, anonymous_cart])
+    assert run.intents == [], run.intents
+    assert [(d["customer_id"], d["reason"]) for d in run.decisions] == [
+        (None, "unverified_identity")]
+    assert check_verified(run) == []

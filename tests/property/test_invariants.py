@@ -8,6 +8,8 @@ into a file and run `tactful replay` on it) and every violation the checker foun
 from __future__ import annotations
 
 import io
+
+import orjson
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -187,3 +189,42 @@ def test_bad_lines_are_rejected_and_change_nothing(case: tuple[History, list[byt
     assert dirty[0].events == clean[0].events
     assert dirty[1] == clean[1], "bad lines changed the intents"
     assert dirty[2] == clean[2], "bad lines changed the decisions"
+
+
+def _key(event: dict[str, Any]) -> str:
+    """The Kafka key SPEC §1 gives the event: session_id, sku or customer_id."""
+    for field in ("session_id", "sku", "customer_id"):
+        if field in event:
+            return f"{field}={event[field]}"
+    raise AssertionError(event)
+
+
+@PROPERTY
+@given(histories_with_bad_lines(), st.data())
+def test_batched_messages_equal_single_events(case: tuple[History, list[bytes], int],
+                                              data: Any) -> None:
+    """A message may carry a JSON array of events sharing its key: processed in array order
+    exactly as if sent one per message; a bad element is rejected alone (SPEC §1)."""
+    history, _, _ = case
+    events = list(history.events)
+    single = replay(history.lines)
+    batched: list[bytes] = []
+    n_bad = 0
+    i = 0
+    while i < len(events):
+        j = i + 1
+        while j < len(events) and _key(events[j]) == _key(events[i]) and data.draw(
+                st.booleans(), label=f"batch {j} with {i}"):
+            j += 1
+        group = [orjson.dumps(e) for e in events[i:j]]
+        if data.draw(st.integers(0, 4), label=f"bad element in batch {i}") == 0:
+            bad = orjson.dumps({**events[i], "event_id": events[i]["event_id"],
+                                "ts": "2026-13-01T00:00:00Z"})
+            group.insert(data.draw(st.integers(0, len(group))), bad)
+            n_bad += 1
+        batched.append(b"[" + b",".join(group) + b"]" if len(group) > 1 else group[0])
+        i = j
+    result = replay(batched)
+    assert result[0].rejected == n_bad, result[0].rejected_lines
+    assert result[1] == single[1], "batching changed the intents"
+    assert result[2] == single[2], "batching changed the decisions"

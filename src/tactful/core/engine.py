@@ -168,19 +168,23 @@ class Engine:
         self, st: CustomerState | None, msg: object, t: float, out: Outbox
     ) -> CustomerState | None:
         """A consent or feedback event, or a message from the session or sku scope."""
+        # Messages from other scopes are deduplicated too: the worker delivers at least once.
         if isinstance(msg, SessionFact):
             st = st or CustomerState(msg.customer_id)
+            if not self._first_time(st.seen, msg.event.event_id, t):
+                return st
             self._note_session(st, msg.session_id, t)
             if not isinstance(msg.event, Login):
                 self._activity(st, st, msg.session_id, msg.event, t, out)
             return st
         if isinstance(msg, SkuSignal):
-            if st is not None:
+            if st is not None and self._first_time(st.seen, f"{msg.event_id}\x1f{msg.sku}", t):
                 self._sku_signal(st, msg, out)
             return st
         if isinstance(msg, AdoptSession):
             st = st or CustomerState(msg.customer_id)
-            self._adopt(st, msg, out)
+            if self._first_time(st.seen, f"adopt\x1f{msg.session_id}\x1f{msg.at}", t):
+                self._adopt(st, msg, out)
             return st
         assert isinstance(msg, Event)
         customer_id: str = msg.customer_id  # type: ignore[attr-defined]

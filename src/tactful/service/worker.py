@@ -1,0 +1,612 @@
+"""``tactful worker``: the engine as Faust agents over changelogged tables.
+
+Topology (README, "Worker topology"):
+
+- **session agent** — ``tactful.storefront`` + ``tactful.session-events``, table
+  ``sessions``: dedup, identity binding, unverified sessions' triggers; forwards
+  a verified session's facts to the customer side.
+- **sku agent** — ``tactful.inventory`` + ``tactful.sku-events``, table ``skus``:
+  stock/price transitions, broadcast to every customer partition.
+- **customer agent** — ``tactful.consent`` + ``tactful.feedback`` +
+  ``tactful.customer-events``, table ``customers``: every guardrail, pending
+  triggers, intents and decisions. It keeps, per partition, an index of which
+  of its customers hold which sku (derived from the table, rebuilt on assignment).
+
+Timers are state (``*_due`` in the tables). A timer task sends a ``Tick`` to each
+internal-topic partition this worker owns, and the owning agent fires what is
+due there, inside the stream's event context, so changelog writes land in the
+right partition and move with it on rebalance.
+
+Clocks: ``wall`` fires triggers as the wall clock passes them, applying events
+as they arrive. ``stream`` runs on event time: sessions and skus advance with
+their partition's events; the customer side buffers its inputs and applies them
+in (event time, input sequence) order once every upstream partition's watermark
+has passed them, which makes the worker give exactly the intents of ``tactful
+replay`` for the same input (``tactful produce --until`` ends every input
+partition with a clock marker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import faust
+import msgspec
+from aiokafka.partitioner import murmur2
+
+from tactful.adapters.codec import Rejected, dead_letter, decode_message, encode
+from tactful.adapters.topics import TopicSpec
+from tactful.adapters.wire import Tick, Watermark, pack, unpack
+from tactful.core.engine import CUSTOMER, HOLDERS, INDEX, SESSION, Engine, Outbox
+from tactful.core.events import CustomerEvent, PriceChange, StockLevel, StorefrontEvent
+from tactful.core.links import LinkSigner
+from tactful.core.messages import CartIndex, EraseSession, SkuSignal
+from tactful.core.policy import Policy
+from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
+from tactful.service.app import bytes_table, create_app
+from tactful.service.settings import Settings
+
+log = logging.getLogger("tactful.worker")
+
+CLOCK_HEADER = "tactful-clock"
+SEQ_HEADER = "tactful-seq"
+INPUT_TOPICS = ("storefront", "inventory", "consent", "feedback")
+INTERNAL_TOPICS = ("session-events", "customer-events", "sku-events")
+OUTPUT_TOPICS = ("intents", "decisions", "deadletter")
+NEG_INF = float("-inf")
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java clients)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def seq_key(seq: str) -> tuple[int, ...]:
+    """Order of an input within equal timestamps: its line (and element) in the source file."""
+    try:
+        return tuple(int(part) for part in seq.split(".")) if seq else ()
+    except ValueError:
+        return ()
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items:
+        if key == name:
+            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+    return None
+
+
+def _parse_ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Timers:
+    """Per-partition due times of the keys of one table (derived; rebuilt on assignment)."""
+
+    heap: list[tuple[float, str]] = field(default_factory=list)
+    scheduled: dict[str, float] = field(default_factory=dict)
+
+    def schedule(self, key: str, due: float | None) -> None:
+        if due is None:
+            return
+        known = self.scheduled.get(key)
+        if known is None or due < known:
+            self.scheduled[key] = due
+            heapq.heappush(self.heap, (due, key))
+
+    def pop_due(self, now: float) -> Iterable[tuple[float, str]]:
+        while self.heap and self.heap[0][0] <= now:
+            due, key = heapq.heappop(self.heap)
+            if self.scheduled.get(key) == due:
+                del self.scheduled[key]
+                yield due, key
+
+
+@dataclass
+class Pending:
+    """A customer-side input waiting for the watermark (stream clock)."""
+
+    ts: float
+    seq: tuple[int, ...]
+    order: int
+    item: object
+    event: Any = field(compare=False)
+
+
+@dataclass
+class PartitionClock:
+    """What a partition of one agent knows about time."""
+
+    clock: float = NEG_INF
+    sources: dict[str, float] = field(default_factory=dict)  # customer side: upstream marks
+    buffer: list[tuple[float, tuple[int, ...], int, Pending]] = field(default_factory=list)
+    loaded: bool = False
+
+
+class Worker:
+    """Builds the Faust app and holds what the agents share."""
+
+    def __init__(self, settings: Settings, policy: Policy, app: faust.App | None = None) -> None:
+        self.settings = settings
+        self.stream_clock = settings.clock == "stream"
+        links = None
+        if settings.public_url and settings.link_secret:
+            links = LinkSigner(settings.public_url, settings.link_secret.encode())
+        self.engine = Engine(policy, links)
+        self.partitions = settings.partitions
+        self.app = app or create_app(settings)
+        app_ = self.app
+        t = settings.topic
+        self.topics = {
+            name: app_.topic(t(name), partitions=self.partitions, key_type=bytes, value_type=bytes)
+            for name in INPUT_TOPICS + INTERNAL_TOPICS + OUTPUT_TOPICS
+        }
+        self.sessions = bytes_table(app_, "sessions", self.partitions)
+        self.customers = bytes_table(app_, "customers", self.partitions)
+        self.skus = bytes_table(app_, "skus", self.partitions)
+        self.clocks = bytes_table(app_, "clocks", self.partitions)
+        self.timers: dict[tuple[str, int], Timers] = {}
+        self.holders: dict[int, dict[str, dict[str, None]]] = {}
+        self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
+        self._order = itertools.count()
+        self._acks: dict[int, int] = {}
+        self._register()
+
+    # ----------------------------------------------------------------- wiring
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """Every topic the worker reads or writes, for creation at start."""
+        n, r = self.partitions, self.settings.replication
+        specs = [TopicSpec(self.settings.topic(name), n, r) for name in INPUT_TOPICS]
+        specs += [TopicSpec(self.settings.topic(name), n, r) for name in INTERNAL_TOPICS]
+        specs += [TopicSpec(self.settings.topic(name), n, r) for name in OUTPUT_TOPICS]
+        return specs
+
+    def _register(self) -> None:
+        app, topics = self.app, self.topics
+        session_stream = app.topic(
+            self.settings.topic("storefront"), self.settings.topic("session-events"),
+            key_type=bytes, value_type=bytes,
+        )
+        sku_stream = app.topic(
+            self.settings.topic("inventory"), self.settings.topic("sku-events"),
+            key_type=bytes, value_type=bytes,
+        )
+        customer_stream = app.topic(
+            self.settings.topic("consent"), self.settings.topic("feedback"),
+            self.settings.topic("customer-events"), key_type=bytes, value_type=bytes,
+        )
+
+        @app.agent(session_stream, name="tactful.sessions")
+        async def sessions_agent(stream: Any) -> None:
+            async for event in stream.events():
+                await self.on_session_record(event.message)
+
+        @app.agent(sku_stream, name="tactful.skus")
+        async def skus_agent(stream: Any) -> None:
+            async for event in stream.events():
+                await self.on_sku_record(event.message)
+
+        @app.agent(customer_stream, name="tactful.customers")
+        async def customers_agent(stream: Any) -> None:
+            async for event in stream.noack().events():
+                await self.on_customer_record(event)
+
+        @app.timer(interval=self.settings.tick_seconds)  # type: ignore[untyped-decorator]
+        async def tick() -> None:
+            await self.send_ticks()
+
+        async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
+            revoked = args[0] if args else kwargs.get("revoked", set())
+            self.forget_partitions({tp.partition for tp in revoked})
+
+        app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+
+        self._agents = (sessions_agent, skus_agent, customers_agent, tick, forget)
+        del topics
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Derived per-partition state is rebuilt by whoever owns the partition next."""
+        for key in [k for k in self.timers if k[1] in partitions]:
+            del self.timers[key]
+        for key in [k for k in self.partition_clocks if k[1] in partitions]:
+            del self.partition_clocks[key]
+        for p in partitions:
+            self.holders.pop(p, None)
+
+    async def send_ticks(self) -> None:
+        now = time.time()
+        internal = {self.settings.topic(n): n for n in INTERNAL_TOPICS}
+        try:
+            assignment = self.app.consumer.assignment()
+        except (AttributeError, RuntimeError):
+            return
+        for tp in sorted(assignment):
+            name = internal.get(tp.topic)
+            if name is not None:
+                await self.topics[name].send(
+                    key=None, value=pack(now, "", Tick(now)), partition=tp.partition
+                )
+
+    # ------------------------------------------------------------ output path
+
+    async def flush(self, out: Outbox, ts: float, seq: str, partition: int) -> None:
+        for key, intent in out.intents:
+            await self.topics["intents"].send(key=key.encode(), value=encode(intent))
+        for key, decision in out.decisions:
+            await self.topics["decisions"].send(key=key.encode(), value=encode(decision))
+        for scope, key, msg in out.internal:
+            if scope == CUSTOMER:
+                await self.topics["customer-events"].send(
+                    key=key.encode(), value=pack(ts, seq, msg)  # type: ignore[arg-type]
+                )
+            elif scope == SESSION:
+                await self.topics["session-events"].send(
+                    key=key.encode(), value=pack(ts, seq, msg)  # type: ignore[arg-type]
+                )
+            elif scope == HOLDERS:
+                data = pack(ts, seq, msg)  # type: ignore[arg-type]
+                for p in range(self.partitions):
+                    await self.topics["customer-events"].send(
+                        key=key.encode(), value=data, partition=p
+                    )
+            elif scope == INDEX:
+                assert isinstance(msg, CartIndex)
+                holders = self._holders(partition)
+                if msg.holding:
+                    holders.setdefault(key, {})[msg.customer_id] = None
+                else:
+                    held = holders.get(key)
+                    if held is not None:
+                        held.pop(msg.customer_id, None)
+                        if not held:
+                            del holders[key]
+        out.intents.clear()
+        out.decisions.clear()
+        out.internal.clear()
+
+    async def dead_letter(self, message: Any, rejected: Rejected) -> None:
+        record = dead_letter(rejected, message.topic, message.partition, message.offset)
+        await self.topics["deadletter"].send(key=message.key, value=record)
+
+    async def _watermark(self, source: str, ts: float) -> None:
+        data = pack(ts, "", Watermark(source, ts))
+        for p in range(self.partitions):
+            await self.topics["customer-events"].send(key=None, value=data, partition=p)
+
+    # ---------------------------------------------------------- state access
+
+    def _load(self, table: Any, cls: type[Any], key: str) -> Any:
+        raw = table.get(key.encode())
+        return None if raw is None else decode_state(cls, raw)
+
+    def _store(self, table: Any, key: str, state: Any) -> None:
+        if state is None:
+            if key.encode() in table:
+                del table[key.encode()]  # a tombstone in the changelog
+        else:
+            table[key.encode()] = encode_state(state)
+
+    def _timers(self, scope: str, partition: int) -> Timers:
+        """The partition's timer index, built from the table on first use after assignment."""
+        found = self.timers.get((scope, partition))
+        if found is None:
+            found = self.timers[(scope, partition)] = Timers()
+            table = self.sessions if scope == SESSION else self.customers
+            holders = self._holders(partition) if scope == CUSTOMER else None
+            for raw_key in list(table.keys()):
+                if partition_of(raw_key, self.partitions) != partition:
+                    continue
+                key = raw_key.decode()
+                if holders is None:
+                    found.schedule(key, self.engine.next_due(
+                        decode_state(SessionState, table[raw_key])))
+                    continue
+                customer = decode_state(CustomerState, table[raw_key])
+                found.schedule(key, self.engine.next_due(customer))
+                for sku in self.engine.held_skus(customer):
+                    holders.setdefault(sku, {})[key] = None
+        return found
+
+    def _holders(self, partition: int) -> dict[str, dict[str, None]]:
+        found = self.holders.get(partition)
+        if found is None:
+            found = self.holders[partition] = {}
+            self._timers(CUSTOMER, partition)  # fills the index from the table
+        return found
+
+    def _clock(self, scope: str, partition: int) -> PartitionClock:
+        found = self.partition_clocks.get((scope, partition))
+        if found is None:
+            found = self.partition_clocks[(scope, partition)] = PartitionClock()
+        if not found.loaded:
+            found.loaded = True
+            raw = self.clocks.get(f"{scope}:{partition}".encode())
+            if raw is not None:
+                saved = msgspec.msgpack.decode(raw, type=dict[str, float])
+                found.clock = saved.pop("", NEG_INF)
+                found.sources.update(saved)
+        return found
+
+    def _save_clock(self, scope: str, partition: int, clock: PartitionClock) -> None:
+        saved = dict(clock.sources)
+        saved[""] = clock.clock
+        self.clocks[f"{scope}:{partition}".encode()] = msgspec.msgpack.encode(saved)
+
+    # ------------------------------------------------------------- sessions
+
+    async def on_session_record(self, message: Any) -> None:
+        p = message.partition
+        if message.topic == self.settings.topic("storefront"):
+            marker = _header(message.headers, CLOCK_HEADER)
+            if marker is not None:
+                if self.stream_clock:
+                    await self._session_time(p, _parse_ts(marker))
+                    await self._watermark(f"session:{p}", self._clock(SESSION, p).clock)
+                return
+            seq = _header(message.headers, SEQ_HEADER) or ""
+            for index, item in enumerate(decode_message(message.value or b"")):
+                if isinstance(item, Rejected):
+                    await self.dead_letter(message, item)
+                    continue
+                assert isinstance(item, StorefrontEvent)
+                t = item.ts.timestamp()
+                item_seq = f"{seq}.{index}" if seq and index else seq
+                if self.stream_clock:
+                    await self._session_time(p, t)
+                await self._apply_session(p, item.session_id, item, t, item_seq)
+            return
+        try:
+            envelope = unpack(message.value)
+        except msgspec.DecodeError:
+            log.warning("dropped an undecodable internal message", extra={"topic": message.topic})
+            return
+        body = envelope.body
+        if isinstance(body, Tick):
+            clock = self._clock(SESSION, p)
+            if self.stream_clock:
+                await self._watermark(f"session:{p}", clock.clock)
+                self._save_clock(SESSION, p, clock)
+            else:
+                await self._session_time(p, body.now)
+        elif isinstance(body, EraseSession):
+            await self._apply_session(p, body.session_id, body, envelope.ts, envelope.seq)
+
+    async def _session_time(self, p: int, now: float) -> None:
+        clock = self._clock(SESSION, p)
+        clock.clock = max(clock.clock, now)
+        out = Outbox()
+        for due, key in self._timers(SESSION, p).pop_due(now):
+            state = self._load(self.sessions, SessionState, key)
+            if state is None:
+                continue
+            actual = self.engine.next_due(state)
+            if actual is not None and actual > due:
+                self._timers(SESSION, p).schedule(key, actual)
+                continue
+            kept = self.engine.advance_session(state, due, out)
+            self._store(self.sessions, key, kept)
+            if kept is not None:
+                self._timers(SESSION, p).schedule(key, self.engine.next_due(kept))
+            await self.flush(out, due, "", p)
+
+    async def _apply_session(
+        self, p: int, key: str, msg: Any, t: float, seq: str
+    ) -> None:
+        out = Outbox()
+        state = self._load(self.sessions, SessionState, key)
+        kept = self.engine.on_session(state, msg, t, out)
+        self._store(self.sessions, key, kept)
+        if kept is not None:
+            self._timers(SESSION, p).schedule(key, self.engine.next_due(kept))
+        await self.flush(out, t, seq, p)
+
+    # ----------------------------------------------------------------- skus
+
+    async def on_sku_record(self, message: Any) -> None:
+        p = message.partition
+        if message.topic == self.settings.topic("inventory"):
+            marker = _header(message.headers, CLOCK_HEADER)
+            if marker is not None:
+                if self.stream_clock:
+                    clock = self._clock("sku", p)
+                    clock.clock = max(clock.clock, _parse_ts(marker))
+                    await self._watermark(f"sku:{p}", clock.clock)
+                return
+            seq = _header(message.headers, SEQ_HEADER) or ""
+            for index, item in enumerate(decode_message(message.value or b"")):
+                if isinstance(item, Rejected):
+                    await self.dead_letter(message, item)
+                    continue
+                assert isinstance(item, StockLevel | PriceChange)
+                t = item.ts.timestamp()
+                clock = self._clock("sku", p)
+                clock.clock = max(clock.clock, t)
+                out = Outbox()
+                state = self._load(self.skus, SkuState, item.sku)
+                self._store(self.skus, item.sku, self.engine.on_sku(state, item, t, out))
+                await self.flush(out, t, f"{seq}.{index}" if seq and index else seq, p)
+            return
+        try:
+            envelope = unpack(message.value)
+        except msgspec.DecodeError:
+            return
+        if isinstance(envelope.body, Tick) and self.stream_clock:
+            clock = self._clock("sku", p)
+            await self._watermark(f"sku:{p}", clock.clock)
+            self._save_clock("sku", p, clock)
+
+    # ------------------------------------------------------------ customers
+
+    async def on_customer_record(self, event: Any) -> None:
+        message = event.message
+        p = message.partition
+        customer_topic = message.topic == self.settings.topic("customer-events")
+        items: list[tuple[float, str, object]] = []
+        if not customer_topic:
+            marker = _header(message.headers, CLOCK_HEADER)
+            source = f"{message.topic.rsplit('.', 1)[-1]}:{p}"
+            if marker is not None:
+                if self.stream_clock:
+                    clock = self._clock(CUSTOMER, p)
+                    clock.sources[source] = max(clock.sources.get(source, NEG_INF),
+                                                _parse_ts(marker))
+                    await self._release(p)
+                event.ack()
+                return
+            seq = _header(message.headers, SEQ_HEADER) or ""
+            for index, decoded in enumerate(decode_message(message.value or b"")):
+                if isinstance(decoded, Rejected):
+                    await self.dead_letter(message, decoded)
+                    continue
+                assert isinstance(decoded, CustomerEvent)
+                item = decoded
+                t = item.ts.timestamp()
+                items.append((t, f"{seq}.{index}" if seq and index else seq, item))
+                if self.stream_clock:
+                    clock = self._clock(CUSTOMER, p)
+                    clock.sources[source] = max(clock.sources.get(source, NEG_INF), t)
+        else:
+            try:
+                envelope = unpack(message.value)
+            except msgspec.DecodeError:
+                event.ack()
+                return
+            body = envelope.body
+            if isinstance(body, Tick):
+                if self.stream_clock:
+                    self._save_clock(CUSTOMER, p, self._clock(CUSTOMER, p))
+                else:
+                    await self._customer_time(p, body.now)
+                event.ack()
+                return
+            if isinstance(body, Watermark):
+                if self.stream_clock:
+                    clock = self._clock(CUSTOMER, p)
+                    clock.sources[body.source] = max(clock.sources.get(body.source, NEG_INF),
+                                                     body.ts)
+                    await self._release(p)
+                event.ack()
+                return
+            items.append((envelope.ts, envelope.seq, body))
+        if not self.stream_clock:
+            for t, seq, entry in items:
+                await self._apply_customer(p, entry, t, seq)
+            event.ack()
+            return
+        if not items:
+            event.ack()
+            return
+        clock = self._clock(CUSTOMER, p)
+        self._acks[id(event)] = len(items)
+        for t, seq, entry in items:
+            pending = Pending(t, seq_key(seq), next(self._order), entry, event)
+            heapq.heappush(clock.buffer, (t, pending.seq, pending.order, pending))
+        await self._release(p)
+
+    def _watermark_of(self, p: int, clock: PartitionClock) -> float:
+        n = self.partitions
+        names = [f"session:{q}" for q in range(n)] + [f"sku:{q}" for q in range(n)]
+        names += [f"consent:{p}", f"feedback:{p}"]
+        return min(clock.sources.get(name, NEG_INF) for name in names)
+
+    async def _release(self, p: int) -> None:
+        """Apply, in (time, sequence) order, every buffered input the watermark has passed."""
+        clock = self._clock(CUSTOMER, p)
+        mark = self._watermark_of(p, clock)
+        while clock.buffer and clock.buffer[0][0] <= mark:
+            _, _, _, pending = heapq.heappop(clock.buffer)
+            await self._customer_time(p, pending.ts)
+            await self._apply_customer(p, pending.item, pending.ts, "")
+            left = self._acks[id(pending.event)] - 1
+            if left:
+                self._acks[id(pending.event)] = left
+            else:
+                del self._acks[id(pending.event)]
+                pending.event.ack()
+        if mark > NEG_INF:
+            await self._customer_time(p, mark)
+
+    async def _customer_time(self, p: int, now: float) -> None:
+        clock = self._clock(CUSTOMER, p)
+        clock.clock = max(clock.clock, now)
+        timers = self._timers(CUSTOMER, p)
+        out = Outbox()
+        for due, key in list(timers.pop_due(now)):
+            state = self._load(self.customers, CustomerState, key)
+            if state is None:
+                continue
+            actual = self.engine.next_due(state)
+            if actual is not None and actual > due:
+                timers.schedule(key, actual)
+                continue
+            self.engine.advance_customer(state, due, out)
+            self._store(self.customers, key, state)
+            timers.schedule(key, self.engine.next_due(state))
+            await self.flush(out, due, "", p)
+
+    async def _apply_customer(self, p: int, item: object, t: float, seq: str) -> None:
+        out = Outbox()
+        if isinstance(item, SkuSignal):
+            for key in list(self._holders(p).get(item.sku, {})):
+                await self._customer_message(p, key, item, t, seq, out)
+            return
+        key = self._customer_key(item)
+        await self._customer_message(p, key, item, t, seq, out)
+
+    @staticmethod
+    def _customer_key(item: object) -> str:
+        key: str = item.customer_id  # type: ignore[attr-defined]
+        return key
+
+    async def _customer_message(
+        self, p: int, key: str, item: object, t: float, seq: str, out: Outbox
+    ) -> None:
+        state = self._load(self.customers, CustomerState, key)
+        kept = self.engine.on_customer(state, item, t, out)
+        self._store(self.customers, key, kept)
+        if kept is not None:
+            self._timers(CUSTOMER, p).schedule(key, self.engine.next_due(kept))
+        else:
+            self._timers(CUSTOMER, p).scheduled.pop(key, None)
+        await self.flush(out, t, seq, p)
+
+
+def build(settings: Settings, policy: Policy) -> Worker:
+    return Worker(settings, policy)
+
+
+def run(settings: Settings, policy: Policy, on_ready: Callable[[], None] | None = None) -> int:
+    """Create the topics, then run the Faust worker until it is stopped."""
+    from faust.worker import Worker as FaustWorker
+
+    from tactful.adapters.topics import ensure_topics
+    from tactful.service.logs import logging_config
+
+    worker = build(settings, policy)
+    asyncio.run(ensure_topics(settings.bootstrap, worker.topic_specs()))
+    level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}
+    faust_worker = FaustWorker(
+        worker.app,
+        loglevel=level[settings.log_level],
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=logging_config(settings.log_level),
+    )
+    if on_ready is not None:
+        on_ready()
+    faust_worker.execute_from_commandline()
+    return 0
