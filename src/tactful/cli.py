@@ -150,6 +150,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from tactful.adapters.producer import ProduceError, produce_file
     from tactful.core.errors import TransientError
@@ -159,6 +160,8 @@ def _produce(args: argparse.Namespace) -> int:
         settings = from_env()
     except SettingsError as exc:
         raise CliError(str(exc)) from None
+    # aiokafka logs every failed connection attempt; the outcome is reported in one line.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         asyncio.run(produce_file(args.events, settings, args.until))
     except ProduceError as exc:

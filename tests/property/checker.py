@@ -47,16 +47,44 @@ CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
 EVENT_KINDS = frozenset({"low_stock", "back_in_stock", "price_drop"})
 CART_DELAY = {"abandoned_cart": 4 * H, "assist_offer": 48 * H}
 ACTIVITY = frozenset({"cart_add", "cart_remove", "checkout_started", "purchase"})
-STOREFRONT = frozenset({"page_view", "product_view", "cart_add", "cart_remove",
-                        "checkout_started", "purchase", "login", "logout"})
-KINDS = frozenset({"abandoned_cart", "assist_offer", "browse_abandonment", "low_stock",
-                   "back_in_stock", "price_drop"})
-TOPIC_OF = {"abandoned_cart": "cart_reminders", "assist_offer": "cart_reminders",
-            "browse_abandonment": "recommendations", "low_stock": "stock_alerts",
-            "back_in_stock": "stock_alerts", "price_drop": "deals"}
-CHANNELS_OF = {"abandoned_cart": ("email", "push", "sms"), "assist_offer": ("phone",),
-               "browse_abandonment": ("email",), "low_stock": ("push", "sms", "email"),
-               "back_in_stock": ("push", "email", "sms"), "price_drop": ("email", "push")}
+STOREFRONT = frozenset(
+    {
+        "page_view",
+        "product_view",
+        "cart_add",
+        "cart_remove",
+        "checkout_started",
+        "purchase",
+        "login",
+        "logout",
+    }
+)
+KINDS = frozenset(
+    {
+        "abandoned_cart",
+        "assist_offer",
+        "browse_abandonment",
+        "low_stock",
+        "back_in_stock",
+        "price_drop",
+    }
+)
+TOPIC_OF = {
+    "abandoned_cart": "cart_reminders",
+    "assist_offer": "cart_reminders",
+    "browse_abandonment": "recommendations",
+    "low_stock": "stock_alerts",
+    "back_in_stock": "stock_alerts",
+    "price_drop": "deals",
+}
+CHANNELS_OF = {
+    "abandoned_cart": ("email", "push", "sms"),
+    "assist_offer": ("phone",),
+    "browse_abandonment": ("email",),
+    "low_stock": ("push", "sms", "email"),
+    "back_in_stock": ("push", "email", "sms"),
+    "price_drop": ("email", "push"),
+}
 
 
 def ts(value: str) -> float:
@@ -135,7 +163,8 @@ def apply(world: World, index: int, ev: dict[str, Any]) -> None:
     if type_ == "consent_granted":
         exp = ev.get("expires_at")
         cust.grants.setdefault(ev["channel"], []).append(
-            Grant(t, ev["source"], ts(exp) if exp else None))
+            Grant(t, ev["source"], ts(exp) if exp else None)
+        )
         cust.blocked.discard(ev["channel"])
     elif type_ == "consent_revoked":
         cust.grants[ev["channel"]] = []
@@ -159,8 +188,9 @@ def apply(world: World, index: int, ev: dict[str, Any]) -> None:
             opt_out=frozenset(opt_out) if opt_out is not None else merge.opt_out,
             opt_in=frozenset(opt_in) if opt_in is not None else merge.opt_in,
         )
-        replaced = Prefs(ev.get("timezone"), qh_t, frozenset(opt_out or ()),
-                         frozenset(opt_in or ()))
+        replaced = Prefs(
+            ev.get("timezone"), qh_t, frozenset(opt_out or ()), frozenset(opt_in or ())
+        )
         cust.prefs = (merged, replaced)
 
 
@@ -215,8 +245,12 @@ class Event:
 class Run:
     """The accepted input events (after dedup) and the engine's output records."""
 
-    def __init__(self, events: Iterable[dict[str, Any]], records: list[dict[str, Any]],
-                 decisions: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        events: Iterable[dict[str, Any]],
+        records: list[dict[str, Any]],
+        decisions: list[dict[str, Any]],
+    ) -> None:
         self.events: list[Event] = []
         first_seen: dict[str, float] = {}
         for raw in events:
@@ -239,16 +273,21 @@ class Run:
 
     @classmethod
     def from_bytes(cls, lines: Iterable[bytes], intents: bytes, decisions: bytes) -> Run:
-        return cls([orjson.loads(x) for x in lines if x.strip()],
-                   [orjson.loads(x) for x in intents.splitlines()],
-                   [orjson.loads(x) for x in decisions.splitlines()])
+        return cls(
+            [orjson.loads(x) for x in lines if x.strip()],
+            [orjson.loads(x) for x in intents.splitlines()],
+            [orjson.loads(x) for x in decisions.splitlines()],
+        )
 
     # positions ------------------------------------------------------------------------------
     def position(self, decision: dict[str, Any]) -> float:
         """Where the decision was taken: i - 0.5 is just before event i, i + 0.5 just after."""
         if decision["outcome"] == "cancelled" or decision["kind"] in EVENT_KINDS:
-            idx = [self.by_id[x].index for x in decision.get("trigger_event_ids") or ()
-                   if x in self.by_id]
+            idx = [
+                self.by_id[x].index
+                for x in decision.get("trigger_event_ids") or ()
+                if x in self.by_id
+            ]
             if idx:
                 return max(idx) + 0.5
             at = ts(decision["at"])
@@ -274,8 +313,11 @@ class Run:
         return self.world_at(pos).customers.get(c) or Customer()
 
     def storefront_triggers(self, decision: dict[str, Any]) -> list[Event]:
-        return [self.by_id[x] for x in decision.get("trigger_event_ids") or ()
-                if x in self.by_id and self.by_id[x].type in STOREFRONT]
+        return [
+            self.by_id[x]
+            for x in decision.get("trigger_event_ids") or ()
+            if x in self.by_id and self.by_id[x].type in STOREFRONT
+        ]
 
     def positioned_intents(self) -> Iterable[tuple[dict[str, Any], float]]:
         """Each intent with its decision's position (one without is check_structure's)."""
@@ -286,8 +328,10 @@ class Run:
 
 
 def _desc(intent: dict[str, Any]) -> str:
-    return (f"{intent.get('intent_id')} ({intent.get('kind')}/{intent.get('channel')} to "
-            f"{intent.get('customer_id')} created {intent.get('created_at')})")
+    return (
+        f"{intent.get('intent_id')} ({intent.get('kind')}/{intent.get('channel')} to "
+        f"{intent.get('customer_id')} created {intent.get('created_at')})"
+    )
 
 
 # --- 1. consent ------------------------------------------------------------------------------
@@ -307,8 +351,12 @@ def check_consent(run: Run) -> list[str]:
         ref = intent.get("consent") or {}
         if ref.get("channel") != ch:
             out.append(f"{_desc(intent)}: consent.channel {ref.get('channel')} != {ch}")
-        if not any(ref.get("source") == g.source and ref.get("granted_at") is not None
-                   and ts(ref["granted_at"]) == g.at for g in grants):
+        if not any(
+            ref.get("source") == g.source
+            and ref.get("granted_at") is not None
+            and ts(ref["granted_at"]) == g.at
+            for g in grants
+        ):
             out.append(f"{_desc(intent)}: consent {ref} is not a current {ch} grant")
     return out
 
@@ -331,16 +379,22 @@ def check_verified(run: Run) -> list[str]:
         pos = run.position(d)
         cust = run.customer_at(c, pos)
         if not cust.verified_sessions:
-            out.append(f"decision {d['decision_id']} ({d['kind']}) under {c}, who was never "
-                       f"verified (since any erasure) before it")
+            out.append(
+                f"decision {d['decision_id']} ({d['kind']}) under {c}, who was never "
+                f"verified (since any erasure) before it"
+            )
         for e in run.storefront_triggers(d):
             if e.raw["session_id"] not in cust.verified_sessions:
-                out.append(f"decision {d['decision_id']} ({d['kind']}) under {c} is about "
-                           f"session {e.raw['session_id']} (event {e.id}) never verified for {c}")
+                out.append(
+                    f"decision {d['decision_id']} ({d['kind']}) under {c} is about "
+                    f"session {e.raw['session_id']} (event {e.id}) never verified for {c}"
+                )
             other = verified_claim(e.raw)
             if other is not None and other != c:
-                out.append(f"decision {d['decision_id']} under {c} fed by event {e.id} of "
-                           f"verified customer {other}")
+                out.append(
+                    f"decision {d['decision_id']} under {c} fed by event {e.id} of "
+                    f"verified customer {other}"
+                )
     for intent, pos in run.positioned_intents():
         c = intent["customer_id"]
         cust = run.customer_at(c, pos)
@@ -348,8 +402,10 @@ def check_verified(run: Run) -> list[str]:
             # the carted sku must be in a cart of a session verified for c
             for item in intent.get("items") or ():
                 if not _carted_by(run, c, item["sku"], pos, cust):
-                    out.append(f"{_desc(intent)}: {item['sku']} never carted in a session "
-                               f"verified for {c} (since any erasure)")
+                    out.append(
+                        f"{_desc(intent)}: {item['sku']} never carted in a session "
+                        f"verified for {c} (since any erasure)"
+                    )
     return out
 
 
@@ -369,8 +425,10 @@ def _carted_by(run: Run, c: str, sku: str, pos: float, cust: Customer) -> bool:
 
 
 def _verified_before(run: Run, c: str, session: str, index: int) -> bool:
-    return any(e.type in STOREFRONT and e.raw["session_id"] == session
-               and verified_claim(e.raw) == c for e in run.events[:max(index, 0)])
+    return any(
+        e.type in STOREFRONT and e.raw["session_id"] == session and verified_claim(e.raw) == c
+        for e in run.events[: max(index, 0)]
+    )
 
 
 # --- 3. quiet hours --------------------------------------------------------------------------
@@ -388,12 +446,16 @@ def check_quiet_hours(run: Run) -> list[str]:
         if not any(allowed(after, p) for p in candidates):
             zones = {p.timezone or DEFAULT_TZ for p in candidates}
             local = [datetime.fromtimestamp(after, _zone(z)).isoformat() for z in zones]
-            out.append(f"{_desc(intent)}: send_after {intent['send_after']} ({local}) is in "
-                       f"quiet hours {[p.quiet_hours for p in candidates]}")
+            out.append(
+                f"{_desc(intent)}: send_after {intent['send_after']} ({local}) is in "
+                f"quiet hours {[p.quiet_hours for p in candidates]}"
+            )
         elif not any(next_allowed(created, p) == after for p in candidates):
             expect = sorted({str(next_allowed(created, p)) for p in candidates})
-            out.append(f"{_desc(intent)}: send_after {intent['send_after']} is not the next "
-                       f"allowed minute (expected epoch {expect})")
+            out.append(
+                f"{_desc(intent)}: send_after {intent['send_after']} is not the next "
+                f"allowed minute (expected epoch {expect})"
+            )
     return out
 
 
@@ -421,19 +483,30 @@ def check_caps(run: Run) -> list[str]:
             continue
         c, t = rec["customer_id"], ts(rec["created_at"])
         erased_at = run.customer_at(c, pos).erased_at
-        prior = [(j, ts(j["created_at"])) for j, jpos in active.values()
-                 if j["customer_id"] == c and jpos > erased_at]
+        prior = [
+            (j, ts(j["created_at"]))
+            for j, jpos in active.values()
+            if j["customer_id"] == c and jpos > erased_at
+        ]
         for window, cap, channel in CAPS:
             if channel is not None and rec["channel"] != channel:
                 continue
-            within = [j["intent_id"] for j, jt in prior
-                      if (channel is None or j["channel"] == channel) and t - window < jt <= t]
+            within = [
+                j["intent_id"]
+                for j, jt in prior
+                if (channel is None or j["channel"] == channel) and t - window < jt <= t
+            ]
             if len(within) >= cap:
-                out.append(f"{_desc(rec)}: cap {cap}/{window // H}h {channel or 'all'} already "
-                           f"used by {within}")
+                out.append(
+                    f"{_desc(rec)}: cap {cap}/{window // H}h {channel or 'all'} already "
+                    f"used by {within}"
+                )
         key = _cooldown_key(run, rec)
-        same = [j["intent_id"] for j, jt in prior
-                if _cooldown_key(run, j) == key and t - COOLDOWN < jt <= t]
+        same = [
+            j["intent_id"]
+            for j, jt in prior
+            if _cooldown_key(run, j) == key and t - COOLDOWN < jt <= t
+        ]
         if same:
             out.append(f"{_desc(rec)}: cooldown {key} within 72h of {same}")
         active[rec["intent_id"]] = (rec, pos)
@@ -447,24 +520,35 @@ def check_blocks(run: Run) -> list[str]:
     out = []
     for intent, pos in run.positioned_intents():
         c, ch = intent["customer_id"], intent["channel"]
-        stop = [e for e in run.events[: math.ceil(pos)] if e.raw.get("customer_id") == c and (
-            e.type in ("erase_requested", "do_not_contact")
-            or (e.type in ("complained", "unsubscribed") and e.raw["channel"] == ch))]
+        stop = [
+            e
+            for e in run.events[: math.ceil(pos)]
+            if e.raw.get("customer_id") == c
+            and (
+                e.type in ("erase_requested", "do_not_contact")
+                or (e.type in ("complained", "unsubscribed") and e.raw["channel"] == ch)
+            )
+        ]
         if not stop:
             continue
         last = stop[-1]
-        regranted = any(e.index > last.index and e.type == "consent_granted"
-                        and e.raw["customer_id"] == c and e.raw["channel"] == ch
-                        for e in run.events[: math.ceil(pos)])
+        regranted = any(
+            e.index > last.index
+            and e.type == "consent_granted"
+            and e.raw["customer_id"] == c
+            and e.raw["channel"] == ch
+            for e in run.events[: math.ceil(pos)]
+        )
         if not regranted:
-            out.append(f"{_desc(intent)}: after {last.type} {last.id} at {last.raw['ts']} "
-                       f"with no later {ch} consent_granted")
+            out.append(
+                f"{_desc(intent)}: after {last.type} {last.id} at {last.raw['ts']} "
+                f"with no later {ch} consent_granted"
+            )
         if last.type == "erase_requested":
             d = run.decision_of[intent["intent_id"]]
             stale = [e.id for e in run.storefront_triggers(d) if e.index < last.index]
             if stale:
-                out.append(f"{_desc(intent)}: fed by events {stale} from before erasure "
-                           f"{last.id}")
+                out.append(f"{_desc(intent)}: fed by events {stale} from before erasure {last.id}")
     return out
 
 
@@ -479,7 +563,7 @@ def check_cancellations_complete(run: Run) -> list[str]:
     for intent, pos in run.positioned_intents():
         c, ch = intent["customer_id"], intent["channel"]
         after = ts(intent["send_after"])
-        for e in run.events[math.ceil(pos):]:
+        for e in run.events[math.ceil(pos) :]:
             if e.ts >= after:
                 break
             if intent["intent_id"] in cancelled_at and cancelled_at[intent["intent_id"]] < e.ts:
@@ -488,19 +572,24 @@ def check_cancellations_complete(run: Run) -> list[str]:
             if e.raw.get("customer_id") == c and not e.raw.get("session_id"):
                 hit = e.type in ("erase_requested", "do_not_contact") or (
                     e.type in ("consent_revoked", "complained", "unsubscribed")
-                    and e.raw["channel"] == ch)
+                    and e.raw["channel"] == ch
+                )
             elif e.type == "purchase" and intent["kind"] != "browse_abandonment":
                 buyer = verified_claim(e.raw) or (
                     run.world_at(e.index).binding.get(e.raw["session_id"])
-                    if not e.raw.get("customer_id") else None)
+                    if not e.raw.get("customer_id")
+                    else None
+                )
                 bought = {i["sku"] for i in e.raw["items"]}
                 skus = {i["sku"] for i in intent.get("items") or ()}
                 hit = buyer == c and bool(skus) and skus <= bought
             if hit:
                 got = cancelled_at.get(intent["intent_id"])
                 if got is None or got > e.ts:
-                    out.append(f"{_desc(intent)} send_after {intent['send_after']}: not "
-                               f"cancelled by {e.type} {e.id} at {e.raw['ts']}")
+                    out.append(
+                        f"{_desc(intent)} send_after {intent['send_after']}: not "
+                        f"cancelled by {e.type} {e.id} at {e.raw['ts']}"
+                    )
                 break
     return out
 
@@ -513,8 +602,9 @@ def check_structure(run: Run) -> list[str]:
     seen: set[str] = set()
     emitted: dict[str, dict[str, Any]] = {}
     cancelled: set[str] = set()
-    cancel_decisions = {d["intent_id"] for d in run.decisions
-                        if d["outcome"] == "cancelled" and d.get("intent_id")}
+    cancel_decisions = {
+        d["intent_id"] for d in run.decisions if d["outcome"] == "cancelled" and d.get("intent_id")
+    }
     for d in run.decisions:
         if d.get("outcome") not in ("emitted", "deferred", "suppressed", "cancelled"):
             out.append(f"decision {d.get('decision_id')}: bad outcome {d.get('outcome')}")
@@ -533,8 +623,10 @@ def check_structure(run: Run) -> list[str]:
             cancelled.add(iid)
             intent = emitted[iid]
             if not ts(intent["send_after"]) > ts(rec["at"]):
-                out.append(f"cancellation of {iid} at {rec['at']} is not before its send_after "
-                           f"{intent['send_after']}")
+                out.append(
+                    f"cancellation of {iid} at {rec['at']} is not before its send_after "
+                    f"{intent['send_after']}"
+                )
             if iid not in cancel_decisions:
                 out.append(f"cancellation of {iid} without a cancelled decision")
             for k in ("customer_id", "channel"):
@@ -560,8 +652,10 @@ def check_structure(run: Run) -> list[str]:
         if before != created + VALIDITY:
             out.append(f"{_desc(rec)}: send_before != created_at + 24h")
         if (d["outcome"] == "deferred") != (after > created):
-            out.append(f"{_desc(rec)}: outcome {d['outcome']} but send_after - created_at = "
-                       f"{after - created}s")
+            out.append(
+                f"{_desc(rec)}: outcome {d['outcome']} but send_after - created_at = "
+                f"{after - created}s"
+            )
         if rec.get("kind") not in KINDS:
             out.append(f"{_desc(rec)}: unknown kind")
         elif rec.get("topic") != TOPIC_OF[rec["kind"]]:
@@ -582,17 +676,23 @@ def _check_cart_timing(run: Run, intent: dict[str, Any], d: dict[str, Any]) -> l
     if not sessions:
         return [f"{_desc(intent)}: no cart event among trigger_event_ids"]
     out = []
-    shared = {e.raw["session_id"] for e in run.events
-              if e.type in STOREFRONT and e.ts < created
-              and verified_claim(e.raw) not in (None, intent["customer_id"])}
+    shared = {
+        e.raw["session_id"]
+        for e in run.events
+        if e.type in STOREFRONT
+        and e.ts < created
+        and verified_claim(e.raw) not in (None, intent["customer_id"])
+    }
     if sessions & shared:
         return []  # another customer logged in on the same device: who owns the cart is open
     for e in run.events:
         if e.ts >= created:
             break
         if e.type in ACTIVITY and e.raw["session_id"] in sessions and e.ts > created - delay:
-            out.append(f"{_desc(intent)}: cart activity {e.type} {e.id} at {e.raw['ts']} "
-                       f"less than {delay // H}h before it")
+            out.append(
+                f"{_desc(intent)}: cart activity {e.type} {e.id} at {e.raw['ts']} "
+                f"less than {delay // H}h before it"
+            )
     return out
 
 
@@ -601,7 +701,7 @@ def _check_cart_timing(run: Run, intent: dict[str, Any], d: dict[str, Any]) -> l
 
 def check_triggers(run: Run) -> list[str]:
     out = []
-    for intent, pos in run.positioned_intents():
+    for intent, _ in run.positioned_intents():
         d = run.decision_of[intent["intent_id"]]
         kind, created = intent["kind"], ts(intent["created_at"])
         items = intent.get("items") or []
@@ -621,19 +721,33 @@ def check_triggers(run: Run) -> list[str]:
                 if e.type != "price_change":
                     out.append(f"{_desc(intent)}: price_drop from {e.type}")
                     continue
-                added = [a.raw["price"] for a in run.events[: e.index]
-                         if a.type == "cart_add" and a.raw["sku"] == sku
-                         and verified_claim(a.raw) in (None, intent["customer_id"])]
+                added = [
+                    a.raw["price"]
+                    for a in run.events[: e.index]
+                    if a.type == "cart_add"
+                    and a.raw["sku"] == sku
+                    and verified_claim(a.raw) in (None, intent["customer_id"])
+                ]
                 if not any(e.raw["price"] <= 0.9 * p + 1e-9 for p in added):
-                    out.append(f"{_desc(intent)}: {e.raw['price']} is not >= 10% below any "
-                               f"cart_add price of {sku} ({added})")
+                    out.append(
+                        f"{_desc(intent)}: {e.raw['price']} is not >= 10% below any "
+                        f"cart_add price of {sku} ({added})"
+                    )
                 continue
-            before = [a.raw["available"] for a in run.events[: e.index]
-                      if a.type == "stock_level" and a.raw["sku"] == sku]
+            before = [
+                a.raw["available"]
+                for a in run.events[: e.index]
+                if a.type == "stock_level" and a.raw["sku"] == sku
+            ]
             now = e.raw.get("available")
-            ok = bool(before) and e.type == "stock_level" and (
-                (kind == "low_stock" and before[-1] > 3 >= now)
-                or (kind == "back_in_stock" and before[-1] == 0 < now))
+            ok = (
+                bool(before)
+                and e.type == "stock_level"
+                and (
+                    (kind == "low_stock" and before[-1] > 3 >= now)
+                    or (kind == "back_in_stock" and before[-1] == 0 < now)
+                )
+            )
             if not ok:
                 out.append(f"{_desc(intent)}: stock {before[-1:]} -> {now} is not a {kind}")
         elif kind == "browse_abandonment":
@@ -654,21 +768,29 @@ def check_triggers(run: Run) -> list[str]:
         elif kind == "assist_offer":
             sessions = {e.raw["session_id"] for e in run.storefront_triggers(d)}
             ok = False
-            cancelled_before = {r["intent_id"] for r in run.records[: run.records.index(intent)]
-                                if r.get("cancelled")}
+            cancelled_before = {
+                r["intent_id"]
+                for r in run.records[: run.records.index(intent)]
+                if r.get("cancelled")
+            }
             for j in run.records[: run.records.index(intent)]:
-                if (j.get("cancelled") or j["kind"] != "abandoned_cart"
-                        or j["customer_id"] != intent["customer_id"]
-                        or j["intent_id"] in cancelled_before):
+                if (
+                    j.get("cancelled")
+                    or j["kind"] != "abandoned_cart"
+                    or j["customer_id"] != intent["customer_id"]
+                    or j["intent_id"] in cancelled_before
+                ):
                     continue
                 jd = run.decision_of.get(j["intent_id"])
                 same_cart = jd is not None and sessions & {
-                    e.raw["session_id"] for e in run.storefront_triggers(jd)}
+                    e.raw["session_id"] for e in run.storefront_triggers(jd)
+                }
                 if same_cart and ts(j["send_after"]) <= created - 24 * H:
                     ok = True
             if not ok:
-                out.append(f"{_desc(intent)}: no abandoned_cart intent for the cart went out "
-                           f">= 24h before")
+                out.append(
+                    f"{_desc(intent)}: no abandoned_cart intent for the cart went out >= 24h before"
+                )
     return out
 
 
@@ -694,8 +816,10 @@ def check_sensitive(run: Run) -> list[str]:
         for item in items:
             sens = cats.get(item["sku"], set()) & SENSITIVE
             if sens and not any(sens <= p.opt_in for p in prefs):
-                out.append(f"{_desc(intent)}: item {item['sku']} is sensitive {sorted(sens)} "
-                           f"without opt-in (opt-ins {[sorted(p.opt_in) for p in prefs]})")
+                out.append(
+                    f"{_desc(intent)}: item {item['sku']} is sensitive {sorted(sens)} "
+                    f"without opt-in (opt-ins {[sorted(p.opt_in) for p in prefs]})"
+                )
     return out
 
 

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 CUSTOMERS = ("c1", "c2", "c3")
 # Each session has a true owner; verified claims name the owner (rarely someone else).
-SESSION_OWNER = {"s1": "c1", "s2": "c1", "s3": "c2", "s4": "c3"}
+SESSION_OWNER = {"s1": "c1", "s2": "c1", "s3": "c2", "s4": "c3", "s5": "c2", "s6": "c3"}
 SESSIONS = tuple(SESSION_OWNER)
 CHANNELS = ("email", "sms", "push", "phone")
 
@@ -47,31 +47,75 @@ SKUS = tuple(CATALOG)
 SENSITIVE = ("health", "medical", "adult", "pregnancy", "age_related")
 TOPICS = ("cart_reminders", "stock_alerts", "deals", "recommendations")
 TIMEZONES = (
-    "America/New_York", "America/Los_Angeles", "America/Phoenix", "Europe/Berlin",
-    "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Kiritimati", "UTC",
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Phoenix",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+    "Pacific/Kiritimati",
+    "UTC",
 )
 QUIET_HOURS = (
-    ("20:00", "09:00"), ("22:00", "07:00"), ("12:00", "13:00"), ("08:30", "08:45"),
-    ("00:00", "23:59"), ("09:00", "20:59"), ("21:00", "08:00"), ("13:37", "13:38"),
-    ("07:00", "10:30"), ("18:00", "23:30"),
+    ("20:00", "09:00"),
+    ("22:00", "07:00"),
+    ("12:00", "13:00"),
+    ("08:30", "08:45"),
+    ("00:00", "23:59"),
+    ("09:00", "20:59"),
+    ("21:00", "08:00"),
+    ("13:37", "13:38"),
+    ("07:00", "10:30"),
+    ("18:00", "23:30"),
 )
 # Start instants next to DST changes (US 2026-03-08 / 11-01, EU 03-29 / 10-25,
 # Lord Howe 04-05), plus an ordinary day and a year end.
 STARTS = (
-    datetime(2026, 3, 7, 14, 0, tzinfo=UTC), datetime(2026, 3, 28, 15, 0, tzinfo=UTC),
-    datetime(2026, 10, 24, 15, 0, tzinfo=UTC), datetime(2026, 10, 31, 15, 0, tzinfo=UTC),
-    datetime(2026, 4, 4, 10, 0, tzinfo=UTC), datetime(2026, 6, 15, 2, 30, tzinfo=UTC),
+    datetime(2026, 3, 7, 14, 0, tzinfo=UTC),
+    datetime(2026, 3, 28, 15, 0, tzinfo=UTC),
+    datetime(2026, 10, 24, 15, 0, tzinfo=UTC),
+    datetime(2026, 10, 31, 15, 0, tzinfo=UTC),
+    datetime(2026, 4, 4, 10, 0, tzinfo=UTC),
+    datetime(2026, 6, 15, 2, 30, tzinfo=UTC),
     datetime(2026, 12, 31, 20, 0, tzinfo=UTC),
 )
 # Offsets the timestamps are written with (the instant is what counts).
-OFFSETS = (timedelta(0), timedelta(hours=-5), timedelta(hours=5, minutes=30),
-           timedelta(hours=14), timedelta(hours=-9, minutes=-30))
+OFFSETS = (
+    timedelta(0),
+    timedelta(hours=-5),
+    timedelta(hours=5, minutes=30),
+    timedelta(hours=14),
+    timedelta(hours=-9, minutes=-30),
+)
 
 M, H, D = 60, 3600, 86400
 GAPS = (
-    0, 0, 30, M, 5 * M, 30 * M, H, 3 * H, 4 * H - M, 4 * H, 4 * H + M, 7 * H, 12 * H,
-    16 * H - M, 16 * H, 20 * H, 24 * H, 25 * H, 48 * H - M, 48 * H, 2 * D + 3 * H, 3 * D,
+    0,
+    0,
+    30,
+    M,
+    5 * M,
+    30 * M,
+    H,
+    3 * H,
+    4 * H - M,
+    4 * H,
+    4 * H + M,
+    7 * H,
+    12 * H,
+    16 * H - M,
+    16 * H,
+    20 * H,
+    24 * H,
+    25 * H,
+    48 * H - M,
+    48 * H,
+    2 * D + 3 * H,
+    3 * D,
 )
+# storefront events that verify a session (semantics.md: any of them with login/email_link)
+BIND_TYPES = ("login", "login", "page_view", "product_view", "checkout_started")
 SMALL_GAPS = (0, 30, M, 10 * M, 2 * H, 6 * H, 12 * H, 23 * H)
 
 
@@ -108,32 +152,45 @@ skus = st.sampled_from(SKUS)
 
 @st.composite
 def identity_fields(draw: st.DrawFn, session: str) -> dict[str, Any]:
-    kind = draw(st.sampled_from(
-        ["verified", "verified", "verified", "unverified", "unverified", "anonymous", "other"]
-    ))
+    kind = draw(
+        st.sampled_from(
+            ["verified", "verified", "verified", "unverified", "unverified", "anonymous", "other"]
+        )
+    )
     owner = SESSION_OWNER[session]
     if kind == "anonymous":
         return {}
     if kind == "verified":
-        return {"customer_id": owner,
-                "identity": {"method": draw(st.sampled_from(["login", "email_link"]))}}
+        return {
+            "customer_id": owner,
+            "identity": {"method": draw(st.sampled_from(["login", "email_link"]))},
+        }
     if kind == "other":  # somebody else logs in on the same device (rare, adversarial)
         other = draw(st.sampled_from([c for c in CUSTOMERS if c != owner]))
         return {"customer_id": other, "identity": {"method": "login"}}
     # unverified: often a guess that names the wrong customer (the husband case)
-    return {"customer_id": draw(customers),
-            "identity": {"method": draw(st.sampled_from(["cookie", "ip_match", "device_graph"]))}}
+    return {
+        "customer_id": draw(customers),
+        "identity": {"method": draw(st.sampled_from(["cookie", "ip_match", "device_graph"]))},
+    }
 
 
 def product_fields(sku: str, qty: int, price: float | None = None) -> dict[str, Any]:
     product_id, category, base = CATALOG[sku]
-    return {"sku": sku, "product_id": product_id, "category": list(category),
-            "price": base if price is None else price, "currency": "USD", "qty": qty}
+    return {
+        "sku": sku,
+        "product_id": product_id,
+        "category": list(category),
+        "price": base if price is None else price,
+        "currency": "USD",
+        "qty": qty,
+    }
 
 
 @st.composite
-def storefront(draw: st.DrawFn, type_: str, session: str | None = None,
-               sku: str | None = None) -> dict[str, Any]:
+def storefront(
+    draw: st.DrawFn, type_: str, session: str | None = None, sku: str | None = None
+) -> dict[str, Any]:
     session = session or draw(st.sampled_from(SESSIONS))
     ev: dict[str, Any] = {"type": type_, "session_id": session}
     ev.update(draw(identity_fields(session)))
@@ -144,18 +201,23 @@ def storefront(draw: st.DrawFn, type_: str, session: str | None = None,
     elif type_ == "purchase":
         chosen = draw(st.lists(skus, min_size=1, max_size=3, unique=True))
         ev["order_id"] = f"o-{draw(st.integers(1, 10**6))}"
-        ev["items"] = [{"sku": s, "qty": draw(st.integers(1, 2)), "price": CATALOG[s][2]}
-                       for s in chosen]
+        ev["items"] = [
+            {"sku": s, "qty": draw(st.integers(1, 2)), "price": CATALOG[s][2]} for s in chosen
+        ]
         ev["gift"] = draw(st.booleans())
     return ev
 
 
 @st.composite
-def consent_granted(draw: st.DrawFn, customer: str | None = None,
-                    channel: str | None = None) -> dict[str, Any]:
-    ev = {"type": "consent_granted", "customer_id": customer or draw(customers),
-          "channel": channel or draw(channels),
-          "source": draw(st.sampled_from(["signup", "checkout_optin", "app_prompt"]))}
+def consent_granted(
+    draw: st.DrawFn, customer: str | None = None, channel: str | None = None
+) -> dict[str, Any]:
+    ev = {
+        "type": "consent_granted",
+        "customer_id": customer or draw(customers),
+        "channel": channel or draw(channels),
+        "source": draw(st.sampled_from(["signup", "checkout_optin", "app_prompt"])),
+    }
     # expires_at relative to the event's ts, filled in when the ts is known
     exp = draw(st.sampled_from([None] * 8 + [-H, H, 4 * H, 4 * H + M, 20 * H, 2 * D, 30 * D]))
     if exp is not None:
@@ -165,8 +227,12 @@ def consent_granted(draw: st.DrawFn, customer: str | None = None,
 
 @st.composite
 def consent_revoked(draw: st.DrawFn) -> dict[str, Any]:
-    return {"type": "consent_revoked", "customer_id": draw(customers), "channel": draw(channels),
-            "source": draw(st.sampled_from(["preference_center", "unsubscribe_link"]))}
+    return {
+        "type": "consent_revoked",
+        "customer_id": draw(customers),
+        "channel": draw(channels),
+        "source": draw(st.sampled_from(["preference_center", "unsubscribe_link"])),
+    }
 
 
 @st.composite
@@ -186,24 +252,44 @@ def preferences_set(draw: st.DrawFn, customer: str | None = None) -> dict[str, A
 
 @st.composite
 def feedback(draw: st.DrawFn) -> dict[str, Any]:
-    type_ = draw(st.sampled_from(["delivered", "opened", "clicked", "bounced",
-                                  "complained", "unsubscribed", "do_not_contact",
-                                  "complained", "unsubscribed", "do_not_contact"]))
+    type_ = draw(
+        st.sampled_from(
+            [
+                "delivered",
+                "opened",
+                "clicked",
+                "bounced",
+                "complained",
+                "unsubscribed",
+                "do_not_contact",
+                "complained",
+                "unsubscribed",
+                "do_not_contact",
+            ]
+        )
+    )
     return {"type": type_, "customer_id": draw(customers), "channel": draw(channels)}
 
 
 @st.composite
 def stock_level(draw: st.DrawFn) -> dict[str, Any]:
-    return {"type": "stock_level", "sku": draw(skus),
-            "available": draw(st.sampled_from([0, 0, 1, 2, 3, 4, 5, 10]))}
+    return {
+        "type": "stock_level",
+        "sku": draw(skus),
+        "available": draw(st.sampled_from([0, 0, 1, 2, 3, 4, 5, 10])),
+    }
 
 
 @st.composite
 def price_change(draw: st.DrawFn) -> dict[str, Any]:
     sku = draw(skus)
     factor = draw(st.sampled_from([0.5, 0.85, 0.9, 0.91, 1.0, 1.2]))
-    return {"type": "price_change", "sku": sku, "price": round(CATALOG[sku][2] * factor, 2),
-            "currency": "USD"}
+    return {
+        "type": "price_change",
+        "sku": sku,
+        "price": round(CATALOG[sku][2] * factor, 2),
+        "currency": "USD",
+    }
 
 
 @st.composite
@@ -211,8 +297,10 @@ def stock_pair(draw: st.DrawFn) -> list[tuple[int, dict[str, Any]]]:
     """Two levels of one sku, so that a transition (> 3 -> <= 3, 0 -> > 0) can happen."""
     sku = draw(skus)
     a, b = draw(st.sampled_from([(5, 3), (4, 1), (10, 0), (0, 2), (0, 7), (3, 0), (2, 4)]))
-    return [(draw(st.sampled_from(GAPS)), {"type": "stock_level", "sku": sku, "available": a}),
-            (draw(st.sampled_from(GAPS)), {"type": "stock_level", "sku": sku, "available": b})]
+    return [
+        (draw(st.sampled_from(GAPS)), {"type": "stock_level", "sku": sku, "available": a}),
+        (draw(st.sampled_from(GAPS)), {"type": "stock_level", "sku": sku, "available": b}),
+    ]
 
 
 # A step is a list of (gap seconds, payload) pairs: one event, or a burst.
@@ -220,93 +308,221 @@ def stock_pair(draw: st.DrawFn) -> list[tuple[int, dict[str, Any]]]:
 def view_burst(draw: st.DrawFn) -> list[tuple[int, dict[str, Any]]]:
     session, sku = draw(st.sampled_from(SESSIONS)), draw(skus)
     n = draw(st.integers(2, 4))
-    return [(draw(st.sampled_from(SMALL_GAPS)) if i else draw(st.sampled_from(GAPS)),
-             draw(storefront("product_view", session, sku))) for i in range(n)]
+    return [
+        (
+            draw(st.sampled_from(SMALL_GAPS)) if i else draw(st.sampled_from(GAPS)),
+            draw(storefront("product_view", session, sku)),
+        )
+        for i in range(n)
+    ]
 
 
 @st.composite
 def login_then_cart(draw: st.DrawFn) -> list[tuple[int, dict[str, Any]]]:
     session = draw(st.sampled_from(SESSIONS))
-    login = {"type": "login", "session_id": session, "customer_id": SESSION_OWNER[session],
-             "identity": {"method": draw(st.sampled_from(["login", "email_link"]))}}
-    adds = [(draw(st.sampled_from(SMALL_GAPS[:4])), draw(storefront("cart_add", session)))
-            for _ in range(draw(st.integers(1, 2)))]
+    login = {
+        "type": "login",
+        "session_id": session,
+        "customer_id": SESSION_OWNER[session],
+        "identity": {"method": draw(st.sampled_from(["login", "email_link"]))},
+    }
+    adds = [
+        (draw(st.sampled_from(SMALL_GAPS[:4])), draw(storefront("cart_add", session)))
+        for _ in range(draw(st.integers(1, 2)))
+    ]
     return [(draw(st.sampled_from(GAPS)), login), *adds]
 
 
 @st.composite
-def cart_then(draw: st.DrawFn) -> list[tuple[int, dict[str, Any]]]:
+def cart_then(
+    draw: st.DrawFn, bind_types: tuple[str, ...] = BIND_TYPES
+) -> list[tuple[int, dict[str, Any]]]:
     """A verified cart, then - a few hours after its 4 h timer, often before a deferred
-    intent's send_after - something that must stop, cancel or trigger on it."""
+    intent's send_after - something that must stop, cancel or trigger on it. The session
+    is first verified by an event of one of bind_types."""
     session = draw(st.sampled_from(SESSIONS))
     c = SESSION_OWNER[session]
     sku = draw(skus)
-    steps = [(draw(st.sampled_from(GAPS)),
-              {"type": "login", "session_id": session, "customer_id": c,
-               "identity": {"method": "login"}}),
-             (draw(st.sampled_from([0, 30, M])),
-              {"type": "cart_add", "session_id": session, "customer_id": c,
-               "identity": {"method": "login"}, **product_fields(sku, draw(st.integers(1, 2)))})]
-    gap = draw(st.sampled_from([M, 2 * H, 4 * H, 4 * H + M, 4 * H + 30 * M, 5 * H, 7 * H,
-                                9 * H, 11 * H]))
+    bind_type = draw(st.sampled_from(bind_types))
+    binder: dict[str, Any] = {
+        "type": bind_type,
+        "session_id": session,
+        "customer_id": c,
+        "identity": {"method": "login"},
+    }
+    if bind_type == "product_view":
+        binder.update(product_fields(draw(skus), 1))
+    steps = [
+        (draw(st.sampled_from(GAPS)), binder),
+        (
+            draw(st.sampled_from([0, 30, M])),
+            {
+                "type": "cart_add",
+                "session_id": session,
+                "customer_id": c,
+                "identity": {"method": "login"},
+                **product_fields(sku, draw(st.integers(1, 2))),
+            },
+        ),
+    ]
+    gap = draw(
+        st.sampled_from([M, 2 * H, 4 * H, 4 * H + M, 4 * H + 30 * M, 5 * H, 7 * H, 9 * H, 11 * H])
+    )
     verified = {"session_id": session, "customer_id": c, "identity": {"method": "login"}}
-    then = draw(st.sampled_from([
-        "revoke", "dnc", "unsubscribed", "complained", "erase", "purchase", "remove",
-        "price", "price", "stock", "stock", "grant",
-    ]))
+    then = draw(
+        st.sampled_from(
+            [
+                "revoke",
+                "dnc",
+                "unsubscribed",
+                "complained",
+                "erase",
+                "erase",
+                "erase",
+                "purchase",
+                "remove",
+                "price",
+                "price",
+                "stock",
+                "stock",
+                "grant",
+            ]
+        )
+    )
     quiet = st.sampled_from(["sms", "push", "phone", "email"])
     if then == "revoke":
-        ev = {"type": "consent_revoked", "customer_id": c, "channel": draw(quiet),
-              "source": "preference_center"}
+        ev = {
+            "type": "consent_revoked",
+            "customer_id": c,
+            "channel": draw(quiet),
+            "source": "preference_center",
+        }
     elif then == "dnc":
         ev = {"type": "do_not_contact", "customer_id": c, "channel": draw(quiet)}
     elif then in ("unsubscribed", "complained"):
         ev = {"type": then, "customer_id": c, "channel": draw(quiet)}
     elif then == "erase":
         ev = {"type": "erase_requested", "customer_id": c}
-        if draw(st.booleans()):  # ... and the tracker redelivers the login or the cart_add
+        after = draw(st.sampled_from(["nothing", "redeliver", "return"]))
+        if after == "redeliver":  # ... and the tracker redelivers the binder or the cart_add
             back = draw(st.sampled_from([2, 3]))
-            return [*steps, (gap, ev), (draw(st.sampled_from([M, H, 6 * H])),
-                                        {"type": "_redeliver", "back": back})]
+            return [
+                *steps,
+                (gap, ev),
+                (draw(st.sampled_from([M, H, 6 * H])), {"type": "_redeliver", "back": back}),
+            ]
+        if after == "return":  # she signs up again; someone carts on the old device
+            device = draw(st.sampled_from([s for s, o in SESSION_OWNER.items() if o == c]))
+            cart = {
+                "type": "cart_add",
+                "session_id": device,
+                **product_fields(draw(skus), 1),
+                **draw(st.sampled_from([{}, {"customer_id": c, "identity": {"method": "cookie"}}])),
+            }
+            return [
+                *steps,
+                (gap, ev),
+                (M, draw(consent_granted(c, draw(st.sampled_from(["email", "push", "sms"]))))),
+                (draw(st.sampled_from([M, H, 5 * H])), cart),
+            ]
     elif then == "purchase":
-        ev = {"type": "purchase", **verified, "order_id": "o-x", "gift": draw(st.booleans()),
-              "items": [{"sku": sku, "qty": 1, "price": CATALOG[sku][2]}]}
+        ev = {
+            "type": "purchase",
+            **verified,
+            "order_id": "o-x",
+            "gift": draw(st.booleans()),
+            "items": [{"sku": sku, "qty": 1, "price": CATALOG[sku][2]}],
+        }
     elif then == "remove":
         ev = {"type": "cart_remove", **verified, **product_fields(sku, 2)}
     elif then == "price":
         factor = draw(st.sampled_from([0.5, 0.85, 0.9, 0.95]))
-        ev = {"type": "price_change", "sku": sku, "price": round(CATALOG[sku][2] * factor, 2),
-              "currency": "USD"}
+        ev = {
+            "type": "price_change",
+            "sku": sku,
+            "price": round(CATALOG[sku][2] * factor, 2),
+            "currency": "USD",
+        }
     elif then == "stock":
         a, b = draw(st.sampled_from([(5, 3), (4, 1), (0, 2), (0, 7), (3, 0)]))
-        steps.append((draw(st.sampled_from([0, M, H])),
-                      {"type": "stock_level", "sku": sku, "available": a}))
+        steps.append(
+            (draw(st.sampled_from([0, M, H])), {"type": "stock_level", "sku": sku, "available": a})
+        )
         ev = {"type": "stock_level", "sku": sku, "available": b}
     else:
         ev = draw(consent_granted(c, draw(quiet)))
     return [*steps, (gap, ev)]
 
 
-def single(payload: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[
-        list[tuple[int, dict[str, Any]]]]:
+@st.composite
+def device_reused_after_erasure(
+    draw: st.DrawFn, bind_types: tuple[str, ...] = BIND_TYPES
+) -> list[tuple[int, dict[str, Any]]]:
+    """A customer is verified on a device (by any storefront event), is erased, signs up
+    again; later someone carts on that device without verified identity. SPEC §4.13: the
+    erasure deleted her sessions too, so that cart is nobody's."""
+    session = draw(st.sampled_from(SESSIONS))
+    c = SESSION_OWNER[session]
+    bind_type = draw(st.sampled_from(bind_types))
+    binder: dict[str, Any] = {
+        "type": bind_type,
+        "session_id": session,
+        "customer_id": c,
+        "identity": {"method": draw(st.sampled_from(["login", "email_link"]))},
+    }
+    if bind_type == "product_view":
+        binder.update(product_fields(draw(skus), 1))
+    claim = draw(st.sampled_from([{}, {"customer_id": c, "identity": {"method": "cookie"}}]))
+    cart = {"type": "cart_add", "session_id": session, **product_fields(draw(skus), 1), **claim}
+    return [
+        (draw(st.sampled_from(GAPS)), binder),
+        (draw(st.sampled_from([M, H, 2 * D])), {"type": "erase_requested", "customer_id": c}),
+        (M, draw(consent_granted(c, draw(st.sampled_from(["email", "push", "sms"]))))),
+        (draw(st.sampled_from([M, H, 5 * H])), cart),
+    ]
+
+
+def single(
+    payload: st.SearchStrategy[dict[str, Any]],
+) -> st.SearchStrategy[list[tuple[int, dict[str, Any]]]]:
     return st.tuples(st.sampled_from(GAPS), payload).map(lambda p: [p])
 
 
 DUPLICATE = {"type": "_duplicate"}  # placeholder: repeat an earlier event_id
 
-step = st.one_of(
-    single(storefront("cart_add")), single(storefront("cart_add")),
-    single(storefront("cart_remove")), single(storefront("checkout_started")),
-    single(storefront("purchase")), single(storefront("product_view")),
-    single(storefront("page_view")), single(storefront("login")), single(storefront("logout")),
-    login_then_cart(), login_then_cart(), view_burst(), cart_then(), cart_then(), cart_then(),
-    single(stock_level()), stock_pair(), stock_pair(), single(price_change()),
-    single(price_change()),
-    single(consent_granted()), single(consent_revoked()), single(preferences_set()),
-    single(feedback()), single(st.fixed_dictionaries({"type": st.just("erase_requested"),
-                                                      "customer_id": customers})),
-    single(st.just(DUPLICATE)),
-)
+
+def steps(bind_types: tuple[str, ...]) -> st.SearchStrategy[list[tuple[int, dict[str, Any]]]]:
+    return st.one_of(
+        single(storefront("cart_add")),
+        single(storefront("cart_add")),
+        single(storefront("cart_remove")),
+        single(storefront("checkout_started")),
+        single(storefront("purchase")),
+        single(storefront("product_view")),
+        single(storefront("page_view")),
+        single(storefront("login")),
+        single(storefront("logout")),
+        login_then_cart(),
+        login_then_cart(),
+        view_burst(),
+        cart_then(bind_types),
+        cart_then(bind_types),
+        cart_then(bind_types),
+        device_reused_after_erasure(bind_types),
+        single(stock_level()),
+        stock_pair(),
+        stock_pair(),
+        single(price_change()),
+        single(price_change()),
+        single(consent_granted()),
+        single(consent_revoked()),
+        single(preferences_set()),
+        single(feedback()),
+        single(
+            st.fixed_dictionaries({"type": st.just("erase_requested"), "customer_id": customers})
+        ),
+        single(st.just(DUPLICATE)),
+    )
 
 
 @st.composite
@@ -316,23 +532,38 @@ def same_key_variant(draw: st.DrawFn, ev: dict[str, Any]) -> dict[str, Any]:
     keep = {"event_id": ev["event_id"]}
     type_ = ev["type"]
     if "session_id" in ev:
-        other = draw(storefront(draw(st.sampled_from(["cart_add", "cart_remove", "purchase",
-                                                      "product_view"])), ev["session_id"]))
+        other = draw(
+            storefront(
+                draw(st.sampled_from(["cart_add", "cart_remove", "purchase", "product_view"])),
+                ev["session_id"],
+            )
+        )
     elif type_ == "stock_level":
-        other = {"type": type_, "sku": ev["sku"],
-                 "available": draw(st.sampled_from([0, 1, 5]))}
+        other = {"type": type_, "sku": ev["sku"], "available": draw(st.sampled_from([0, 1, 5]))}
     elif type_ == "price_change":
         other = {**ev, "price": round(CATALOG[ev["sku"]][2] * 0.5, 2)}
     elif type_ in ("consent_granted", "consent_revoked"):
         other = {k: v for k, v in ev.items() if k not in ("ts", "expires_at")}
         other["type"] = "consent_revoked" if type_ == "consent_granted" else "consent_granted"
     else:  # preferences, feedback, erasure: something else for the same customer
-        other = draw(st.sampled_from([
-            {"type": "do_not_contact", "customer_id": ev["customer_id"], "channel": "email"},
-            {"type": "erase_requested", "customer_id": ev["customer_id"]},
-            {"type": "consent_revoked", "customer_id": ev["customer_id"], "channel": "sms",
-             "source": "x"},
-        ]))
+        other = draw(
+            st.sampled_from(
+                [
+                    {
+                        "type": "do_not_contact",
+                        "customer_id": ev["customer_id"],
+                        "channel": "email",
+                    },
+                    {"type": "erase_requested", "customer_id": ev["customer_id"]},
+                    {
+                        "type": "consent_revoked",
+                        "customer_id": ev["customer_id"],
+                        "channel": "sms",
+                        "source": "x",
+                    },
+                ]
+            )
+        )
     other = {k: v for k, v in other.items() if k not in ("event_id", "ts")}
     return {**keep, **other}
 
@@ -342,8 +573,11 @@ def setup(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Most customers start with some consent and preferences (else nothing is sent)."""
     out: list[dict[str, Any]] = []
     for c in CUSTOMERS:
-        wanted = draw(st.lists(channels, min_size=draw(st.sampled_from([0, 1, 1, 2])),
-                               max_size=4, unique=True))
+        wanted = draw(
+            st.lists(
+                channels, min_size=draw(st.sampled_from([0, 1, 1, 2])), max_size=4, unique=True
+            )
+        )
         for ch in wanted:
             out.append(draw(consent_granted(c, ch)))
         if draw(st.booleans()):
@@ -352,13 +586,21 @@ def setup(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @st.composite
-def histories(draw: st.DrawFn, min_steps: int = 1, max_steps: int = 14,
-              redeliver_across_erasure: bool = True) -> History:
-    """redeliver_across_erasure=False leaves out redeliveries of an event from before an
-    erase_requested (a known engine bug, see test_engine_bugs.py) to look for others."""
+def histories(
+    draw: st.DrawFn,
+    min_steps: int = 1,
+    max_steps: int = 14,
+    redeliver_across_erasure: bool = True,
+    bind_types: tuple[str, ...] = BIND_TYPES,
+) -> History:
+    """A history of the setup plus min_steps..max_steps steps.
+
+    To look past the known engine bugs (test_engine_bugs.py): redeliver_across_erasure=False
+    leaves out redeliveries of an event from before an erase_requested, and
+    bind_types=("login",) verifies the sessions of `cart_then` steps by a login only."""
     start = draw(st.sampled_from(STARTS)).timestamp() + draw(st.sampled_from([0, 7 * H, 13 * H]))
     pairs: list[tuple[int, dict[str, Any]]] = [(0, p) for p in draw(setup())]
-    for s in draw(st.lists(step, min_size=min_steps, max_size=max_steps)):
+    for s in draw(st.lists(steps(bind_types), min_size=min_steps, max_size=max_steps)):
         pairs.extend(s)
     t = start
     events: list[dict[str, Any]] = []
@@ -376,7 +618,8 @@ def histories(draw: st.DrawFn, min_steps: int = 1, max_steps: int = 14,
             if t - times[i] >= 6 * D:  # stay well inside the 7-day dedup window
                 continue
             if not redeliver_across_erasure and any(
-                    e["type"] == "erase_requested" for e in events[i:]):
+                e["type"] == "erase_requested" for e in events[i:]
+            ):
                 continue
             if payload is not DUPLICATE or draw(st.booleans()):
                 # the same event again (a redelivery): the very same line when that keeps
@@ -402,9 +645,18 @@ def histories(draw: st.DrawFn, min_steps: int = 1, max_steps: int = 14,
 
 # --- invalid lines ------------------------------------------------------------------------
 
-BAD_KINDS = ("invalid_json", "unknown_type", "missing_field", "negative_qty",
-             "bad_timezone", "bad_quiet_hours", "bad_channel", "naive_ts", "negative_stock",
-             "customer_without_identity")
+BAD_KINDS = (
+    "invalid_json",
+    "unknown_type",
+    "missing_field",
+    "negative_qty",
+    "bad_timezone",
+    "bad_quiet_hours",
+    "bad_channel",
+    "naive_ts",
+    "negative_stock",
+    "customer_without_identity",
+)
 
 
 @st.composite
@@ -414,33 +666,89 @@ def bad_line(draw: st.DrawFn, history: History) -> tuple[str, bytes]:
     kind = draw(st.sampled_from(BAD_KINDS))
     ids = [e["event_id"] for e in history.events] or ["e000"]
     event_id = draw(st.sampled_from(ids))
-    ts = render_ts(STARTS[0].timestamp() + draw(st.sampled_from([0, 30 * D, 400 * D])),
-                   timedelta(0))
+    ts = render_ts(
+        STARTS[0].timestamp() + draw(st.sampled_from([0, 30 * D, 400 * D])), timedelta(0)
+    )
     base = {"event_id": event_id, "ts": ts}
-    cart = {**base, "type": "cart_add", "session_id": "s1", "customer_id": "c1",
-            "identity": {"method": "login"}, **product_fields("k-lamp", 1)}
+    cart = {
+        **base,
+        "type": "cart_add",
+        "session_id": "s1",
+        "customer_id": "c1",
+        "identity": {"method": "login"},
+        **product_fields("k-lamp", 1),
+    }
     if kind == "invalid_json":
-        raw = draw(st.sampled_from([
-            b"{not json", b'{"event_id": "x", "type": "cart_add",', b"\xff\xfe{}", b"null}",
-            dumps(cart)[:-1], b"[1, 2", b'{"event_id": "e000" "type": "login"}',
-        ]))
+        raw = draw(
+            st.sampled_from(
+                [
+                    b"{not json",
+                    b'{"event_id": "x", "type": "cart_add",',
+                    b"\xff\xfe{}",
+                    b"null}",
+                    dumps(cart)[:-1],
+                    b"[1, 2",
+                    b'{"event_id": "e000" "type": "login"}',
+                ]
+            )
+        )
         return kind, raw
     if kind == "unknown_type":
-        return kind, dumps({**base, "type": draw(st.sampled_from(
-            ["wishlist_add", "CART_ADD", "consent", "", "refund"])), "session_id": "s1"})
+        return kind, dumps(
+            {
+                **base,
+                "type": draw(
+                    st.sampled_from(["wishlist_add", "CART_ADD", "consent", "", "refund"])
+                ),
+                "session_id": "s1",
+            }
+        )
     if kind == "missing_field":
         templates: list[tuple[dict[str, Any], str]] = [
-            (cart, draw(st.sampled_from(["sku", "price", "qty", "session_id", "ts", "event_id",
-                                         "product_id", "category", "currency", "type"]))),
-            ({**base, "type": "consent_granted", "customer_id": "c1", "channel": "email",
-              "source": "x"}, draw(st.sampled_from(["channel", "source", "customer_id"]))),
-            ({**base, "type": "purchase", "session_id": "s1", "customer_id": "c1",
-              "identity": {"method": "login"}, "order_id": "o-1",
-              "items": [{"sku": "k-tv", "qty": 1, "price": 650.0}], "gift": False},
-             draw(st.sampled_from(["order_id", "items", "gift"]))),
+            (
+                cart,
+                draw(
+                    st.sampled_from(
+                        [
+                            "sku",
+                            "price",
+                            "qty",
+                            "session_id",
+                            "ts",
+                            "event_id",
+                            "product_id",
+                            "category",
+                            "currency",
+                            "type",
+                        ]
+                    )
+                ),
+            ),
+            (
+                {
+                    **base,
+                    "type": "consent_granted",
+                    "customer_id": "c1",
+                    "channel": "email",
+                    "source": "x",
+                },
+                draw(st.sampled_from(["channel", "source", "customer_id"])),
+            ),
+            (
+                {
+                    **base,
+                    "type": "purchase",
+                    "session_id": "s1",
+                    "customer_id": "c1",
+                    "identity": {"method": "login"},
+                    "order_id": "o-1",
+                    "items": [{"sku": "k-tv", "qty": 1, "price": 650.0}],
+                    "gift": False,
+                },
+                draw(st.sampled_from(["order_id", "items", "gift"])),
+            ),
             ({**base, "type": "stock_level", "sku": "k-tv", "available": 0}, "available"),
-            ({**base, "type": "do_not_contact", "customer_id": "c1", "channel": "sms"},
-             "channel"),
+            ({**base, "type": "do_not_contact", "customer_id": "c1", "channel": "sms"}, "channel"),
         ]
         obj, field = draw(st.sampled_from(templates))
         obj = {k: v for k, v in obj.items() if k != field}
@@ -448,22 +756,53 @@ def bad_line(draw: st.DrawFn, history: History) -> tuple[str, bytes]:
     if kind == "negative_qty":
         if draw(st.booleans()):
             return kind, dumps({**cart, "qty": draw(st.sampled_from([-1, -5, 0]))})
-        return kind, dumps({**base, "type": "purchase", "session_id": "s1", "customer_id": "c1",
-                            "identity": {"method": "login"}, "order_id": "o-2", "gift": False,
-                            "items": [{"sku": "k-tv", "qty": -2, "price": 650.0}]})
+        return kind, dumps(
+            {
+                **base,
+                "type": "purchase",
+                "session_id": "s1",
+                "customer_id": "c1",
+                "identity": {"method": "login"},
+                "order_id": "o-2",
+                "gift": False,
+                "items": [{"sku": "k-tv", "qty": -2, "price": 650.0}],
+            }
+        )
     if kind == "bad_timezone":
-        return kind, dumps({**base, "type": "preferences_set", "customer_id": "c1",
-                            "timezone": draw(st.sampled_from(["Mars/Olympus", "EST5EDTX",
-                                                              "", "America/New York"]))})
+        return kind, dumps(
+            {
+                **base,
+                "type": "preferences_set",
+                "customer_id": "c1",
+                "timezone": draw(
+                    st.sampled_from(["Mars/Olympus", "EST5EDTX", "", "America/New York"])
+                ),
+            }
+        )
     if kind == "bad_quiet_hours":
-        start, end = draw(st.sampled_from([("24:00", "08:00"), ("8:00", "09:00"),
-                                           ("20:00", "9"), ("ab:cd", "09:00")]))
-        return kind, dumps({**base, "type": "preferences_set", "customer_id": "c1",
-                            "quiet_hours": {"start": start, "end": end}})
+        start, end = draw(
+            st.sampled_from(
+                [("24:00", "08:00"), ("8:00", "09:00"), ("20:00", "9"), ("ab:cd", "09:00")]
+            )
+        )
+        return kind, dumps(
+            {
+                **base,
+                "type": "preferences_set",
+                "customer_id": "c1",
+                "quiet_hours": {"start": start, "end": end},
+            }
+        )
     if kind == "bad_channel":
-        return kind, dumps({**base, "type": "consent_granted", "customer_id": "c1",
-                            "channel": draw(st.sampled_from(["fax", "EMAIL", "pigeon"])),
-                            "source": "x"})
+        return kind, dumps(
+            {
+                **base,
+                "type": "consent_granted",
+                "customer_id": "c1",
+                "channel": draw(st.sampled_from(["fax", "EMAIL", "pigeon"])),
+                "source": "x",
+            }
+        )
     if kind == "naive_ts":
         return kind, dumps({**cart, "ts": "2026-03-07T14:00:00"})
     if kind == "negative_stock":

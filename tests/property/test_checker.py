@@ -45,50 +45,93 @@ def verified(session: str = "s1", customer: str = "c1", method: str = "login") -
     return {"session_id": session, "customer_id": customer, "identity": {"method": method}}
 
 
-def product(sku: str = "k-lamp", qty: int = 1, price: float = 40.0,
-            category: tuple[str, ...] = ("home",)) -> dict[str, Any]:
-    return {"sku": sku, "product_id": f"p-{sku}", "category": list(category), "price": price,
-            "currency": "USD", "qty": qty}
+def product(
+    sku: str = "k-lamp", qty: int = 1, price: float = 40.0, category: tuple[str, ...] = ("home",)
+) -> dict[str, Any]:
+    return {
+        "sku": sku,
+        "product_id": f"p-{sku}",
+        "category": list(category),
+        "price": price,
+        "currency": "USD",
+        "qty": qty,
+    }
 
 
 def grant(eid: str, at: str, channel: str, customer: str = "c1", **kw: Any) -> dict[str, Any]:
-    return ev(eid, at, "consent_granted", customer_id=customer, channel=channel,
-              source="signup", **kw)
+    return ev(
+        eid, at, "consent_granted", customer_id=customer, channel=channel, source="signup", **kw
+    )
 
 
-def intent(iid: str, created: str, channel: str = "email", kind: str = "abandoned_cart",
-           send_after: str | None = None, customer: str = "c1",
-           items: list[dict[str, Any]] | None = None, granted_at: str = t("10:00"),
-           topic: str | None = None) -> dict[str, Any]:
+def intent(
+    iid: str,
+    created: str,
+    channel: str = "email",
+    kind: str = "abandoned_cart",
+    send_after: str | None = None,
+    customer: str = "c1",
+    items: list[dict[str, Any]] | None = None,
+    granted_at: str = t("10:00"),
+    topic: str | None = None,
+) -> dict[str, Any]:
     from checker import TOPIC_OF, VALIDITY, ts
+
     from tactful.core.outputs import iso
 
     return {
-        "intent_id": iid, "customer_id": customer, "channel": channel, "kind": kind,
+        "intent_id": iid,
+        "customer_id": customer,
+        "channel": channel,
+        "kind": kind,
         "items": items if items is not None else [{"sku": "k-lamp", "qty": 1, "price": 40.0}],
-        "created_at": created, "send_after": send_after or created,
-        "send_before": iso(ts(created) + VALIDITY), "topic": topic or TOPIC_OF[kind],
-        "reasons": [kind], "consent": {"channel": channel, "granted_at": granted_at,
-                                       "source": "signup"},
+        "created_at": created,
+        "send_after": send_after or created,
+        "send_before": iso(ts(created) + VALIDITY),
+        "topic": topic or TOPIC_OF[kind],
+        "reasons": [kind],
+        "consent": {"channel": channel, "granted_at": granted_at, "source": "signup"},
         "policy_version": "test",
     }
 
 
-def decision(rec: dict[str, Any], trigger: list[str], outcome: str | None = None,
-             reason: str | None = None) -> dict[str, Any]:
+def decision(
+    rec: dict[str, Any], trigger: list[str], outcome: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
     deferred = rec["send_after"] != rec["created_at"]
-    return {"decision_id": f"dec-{rec['intent_id']}", "customer_id": rec["customer_id"],
-            "kind": rec["kind"], "channel": rec["channel"],
-            "outcome": outcome or ("deferred" if deferred else "emitted"), "reason": reason,
-            "at": rec["created_at"], "trigger_event_ids": trigger, "intent_id": rec["intent_id"]}
+    return {
+        "decision_id": f"dec-{rec['intent_id']}",
+        "customer_id": rec["customer_id"],
+        "kind": rec["kind"],
+        "channel": rec["channel"],
+        "outcome": outcome or ("deferred" if deferred else "emitted"),
+        "reason": reason,
+        "at": rec["created_at"],
+        "trigger_event_ids": trigger,
+        "intent_id": rec["intent_id"],
+    }
 
 
 def cancel(rec: dict[str, Any], at: str, by: str, reason: str) -> tuple[dict[str, Any], ...]:
-    record = {"intent_id": rec["intent_id"], "cancelled": True, "reason": reason,
-              "customer_id": rec["customer_id"], "channel": rec["channel"], "at": at}
-    dec = {"decision_id": f"dec-x-{rec['intent_id']}", "customer_id": rec["customer_id"],
-           "kind": rec["kind"], "channel": rec["channel"], "outcome": "cancelled",
-           "reason": reason, "at": at, "trigger_event_ids": [by], "intent_id": rec["intent_id"]}
+    record = {
+        "intent_id": rec["intent_id"],
+        "cancelled": True,
+        "reason": reason,
+        "customer_id": rec["customer_id"],
+        "channel": rec["channel"],
+        "at": at,
+    }
+    dec = {
+        "decision_id": f"dec-x-{rec['intent_id']}",
+        "customer_id": rec["customer_id"],
+        "kind": rec["kind"],
+        "channel": rec["channel"],
+        "outcome": "cancelled",
+        "reason": reason,
+        "at": at,
+        "trigger_event_ids": [by],
+        "intent_id": rec["intent_id"],
+    }
     return record, dec
 
 
@@ -105,8 +148,11 @@ BASE = [
 EMAIL = intent("int-1", t("16:05"))
 
 
-def run(events: list[dict[str, Any]], *records: dict[str, Any],
-        decisions: list[dict[str, Any]] | None = None) -> Run:
+def run(
+    events: list[dict[str, Any]],
+    *records: dict[str, Any],
+    decisions: list[dict[str, Any]] | None = None,
+) -> Run:
     """records: intents / cancellations in emission order; decisions default to one
     emitted/deferred decision per intent, triggered by the last cart activity a1."""
     if decisions is None:
@@ -116,19 +162,42 @@ def run(events: list[dict[str, Any]], *records: dict[str, Any],
 
 def test_base_story_passes_every_check() -> None:
     r = run(BASE, EMAIL)
-    for check in (check_consent, check_verified, check_quiet_hours, check_caps, check_blocks,
-                  check_cancellations_complete, check_structure, check_triggers,
-                  check_sensitive, check_gifts_and_topics):
+    for check in (
+        check_consent,
+        check_verified,
+        check_quiet_hours,
+        check_caps,
+        check_blocks,
+        check_cancellations_complete,
+        check_structure,
+        check_triggers,
+        check_sensitive,
+        check_gifts_and_topics,
+    ):
         assert check(r) == [], check.__name__
 
 
 # 1 consent -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("extra", "needle"), [
-    ([ev("r1", t("13:00"), "consent_revoked", customer_id="c1", channel="email", source="x")],
-     "no email consent"),
-    ([grant("g9", t("14:00"), "email", expires_at=t("16:05"))], "expired"),
-    ([ev("x1", t("13:00"), "erase_requested", customer_id="c1")], "no email consent"),
-])
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            [
+                ev(
+                    "r1",
+                    t("13:00"),
+                    "consent_revoked",
+                    customer_id="c1",
+                    channel="email",
+                    source="x",
+                )
+            ],
+            "no email consent",
+        ),
+        ([grant("g9", t("14:00"), "email", expires_at=t("16:05"))], "expired"),
+        ([ev("x1", t("13:00"), "erase_requested", customer_id="c1")], "no email consent"),
+    ],
+)
 def test_consent_violations_are_caught(extra: list[dict[str, Any]], needle: str) -> None:
     events = sorted([*BASE, *extra], key=lambda e: e["ts"])
     found = check_consent(run(events, EMAIL))
@@ -142,31 +211,46 @@ def test_consent_without_any_grant_and_wrong_consent_ref_are_caught() -> None:
 
 def test_consent_revoked_at_created_at_counts_only_for_events_before_the_timer() -> None:
     # a revocation at exactly 16:05 is applied after the timer due at 16:05 (SPEC §5)
-    same = [*BASE, ev("r1", t("16:05"), "consent_revoked", customer_id="c1", channel="email",
-                      source="x")]
+    same = [
+        *BASE,
+        ev("r1", t("16:05"), "consent_revoked", customer_id="c1", channel="email", source="x"),
+    ]
     assert check_consent(run(same, EMAIL)) == []
 
 
 # 2 verified identity -------------------------------------------------------------------------
 def test_unverified_session_intent_is_caught() -> None:
-    guessed = [*BASE[:4], ev("a1", t("12:05"), "cart_add", **verified(method="ip_match"),
-                             **product())]
+    guessed = [
+        *BASE[:4],
+        ev("a1", t("12:05"), "cart_add", **verified(method="ip_match"), **product()),
+    ]
     found = check_verified(run(guessed, EMAIL))
     assert any("never verified" in v for v in found), found
 
 
 def test_verified_elsewhere_does_not_verify_this_session() -> None:
     # c1 logged in on s2, but the cart is in s1 where only a cookie named c1
-    events = [*BASE[:4], ev("l1", t("12:00"), "login", **verified("s2")),
-              ev("a1", t("12:05"), "cart_add", **verified("s1", method="cookie"), **product())]
+    events = [
+        *BASE[:4],
+        ev("l1", t("12:00"), "login", **verified("s2")),
+        ev("a1", t("12:05"), "cart_add", **verified("s1", method="cookie"), **product()),
+    ]
     found = check_verified(run(events, EMAIL))
     assert any("session s1" in v for v in found), found
 
 
 def test_unverified_decision_must_be_null_customer_with_session() -> None:
-    d = {"decision_id": "d1", "customer_id": "c1", "kind": "abandoned_cart", "channel": None,
-         "outcome": "suppressed", "reason": "unverified_identity", "at": t("16:05"),
-         "trigger_event_ids": ["a1"], "session_id": "s1"}
+    d = {
+        "decision_id": "d1",
+        "customer_id": "c1",
+        "kind": "abandoned_cart",
+        "channel": None,
+        "outcome": "suppressed",
+        "reason": "unverified_identity",
+        "at": t("16:05"),
+        "trigger_event_ids": ["a1"],
+        "session_id": "s1",
+    }
     assert check_verified(run(BASE, decisions=[d]))
     ok = {**d, "customer_id": None}
     assert check_verified(run(BASE, decisions=[ok])) == []
@@ -174,10 +258,13 @@ def test_unverified_decision_must_be_null_customer_with_session() -> None:
 
 
 def test_intents_fed_from_before_an_erasure_need_a_new_verification() -> None:
-    events = [*BASE, ev("x1", t("12:30"), "erase_requested", customer_id="c1"),
-              grant("g4", t("12:31"), "email"),
-              ev("s9", t("15:00"), "stock_level", sku="k-lamp", available=5),
-              ev("s10", t("15:10"), "stock_level", sku="k-lamp", available=2)]
+    events = [
+        *BASE,
+        ev("x1", t("12:30"), "erase_requested", customer_id="c1"),
+        grant("g4", t("12:31"), "email"),
+        ev("s9", t("15:00"), "stock_level", sku="k-lamp", available=5),
+        ev("s10", t("15:10"), "stock_level", sku="k-lamp", available=2),
+    ]
     low = intent("int-2", t("15:10"), kind="low_stock", granted_at=t("12:31"))
     found = check_verified(run(events, low, decisions=[decision(low, ["s10"])]))
     assert any("never verified" in v or "never carted" in v for v in found), found
@@ -187,8 +274,9 @@ def test_intents_fed_from_before_an_erasure_need_a_new_verification() -> None:
 def test_sms_at_night_is_caught() -> None:
     night = intent("int-1", t("02:00", "2026-06-02"), channel="sms")  # 22:00 New York
     assert any("quiet hours" in v for v in check_quiet_hours(run(BASE, night)))
-    right = intent("int-1", t("02:00", "2026-06-02"), channel="sms",
-                   send_after=t("12:00", "2026-06-02"))  # 08:00 EDT
+    right = intent(
+        "int-1", t("02:00", "2026-06-02"), channel="sms", send_after=t("12:00", "2026-06-02")
+    )  # 08:00 EDT
     assert check_quiet_hours(run(BASE, right)) == []
 
 
@@ -198,21 +286,32 @@ def test_21_00_local_is_already_quiet() -> None:
 
 
 def test_deferral_further_than_the_next_allowed_minute_is_caught() -> None:
-    late = intent("int-1", t("02:00", "2026-06-02"), channel="sms",
-                  send_after=t("13:00", "2026-06-02"))  # 09:00 EDT: an hour too late
+    late = intent(
+        "int-1", t("02:00", "2026-06-02"), channel="sms", send_after=t("13:00", "2026-06-02")
+    )  # 09:00 EDT: an hour too late
     assert any("next allowed" in v for v in check_quiet_hours(run(BASE, late)))
 
 
 def test_customer_quiet_hours_narrow_the_window() -> None:
-    events = [*BASE[:3], ev("p1", t("10:01"), "preferences_set", customer_id="c1",
-                            timezone="Europe/Berlin", quiet_hours={"start": "20:00",
-                                                                   "end": "09:00"}),
-              *BASE[4:]]
-    at_eight = intent("int-1", t("06:00", "2026-06-02"), channel="sms",
-                      send_after=t("06:00", "2026-06-02"))  # 08:00 CEST: in her quiet hours
+    events = [
+        *BASE[:3],
+        ev(
+            "p1",
+            t("10:01"),
+            "preferences_set",
+            customer_id="c1",
+            timezone="Europe/Berlin",
+            quiet_hours={"start": "20:00", "end": "09:00"},
+        ),
+        *BASE[4:],
+    ]
+    at_eight = intent(
+        "int-1", t("06:00", "2026-06-02"), channel="sms", send_after=t("06:00", "2026-06-02")
+    )  # 08:00 CEST: in her quiet hours
     assert check_quiet_hours(run(events, at_eight))
-    at_nine = intent("int-1", t("06:00", "2026-06-02"), channel="sms",
-                     send_after=t("07:00", "2026-06-02"))
+    at_nine = intent(
+        "int-1", t("06:00", "2026-06-02"), channel="sms", send_after=t("07:00", "2026-06-02")
+    )
     assert check_quiet_hours(run(events, at_nine)) == []
 
 
@@ -225,8 +324,7 @@ def test_email_is_not_held() -> None:
 def test_two_intents_within_16h_are_caught_unless_the_first_was_cancelled() -> None:
     first = intent("int-1", t("16:05"))
     second = intent("int-2", t("23:00"), kind="price_drop", topic="deals")
-    events = [*BASE, ev("pc", t("23:00"), "price_change", sku="k-lamp", price=30.0,
-                        currency="USD")]
+    events = [*BASE, ev("pc", t("23:00"), "price_change", sku="k-lamp", price=30.0, currency="USD")]
     decs = [decision(first, ["a1"]), decision(second, ["pc"])]
     assert any("cap 1/16h" in v for v in check_caps(run(events, first, second, decisions=decs)))
     rec, dec = cancel(first, t("17:00"), "r1", "no_consent")
@@ -235,17 +333,27 @@ def test_two_intents_within_16h_are_caught_unless_the_first_was_cancelled() -> N
 
 def test_fourth_intent_in_7_days_is_caught() -> None:
     days = ["2026-06-01", "2026-06-02", "2026-06-03", "2026-06-04"]
-    intents = [intent(f"int-{i}", t("16:05", d), kind=k, topic=None) for i, (d, k) in
-               enumerate(zip(days, ["abandoned_cart", "price_drop", "low_stock",
-                                    "back_in_stock"], strict=True))]
+    intents = [
+        intent(f"int-{i}", t("16:05", d), kind=k, topic=None)
+        for i, (d, k) in enumerate(
+            zip(days, ["abandoned_cart", "price_drop", "low_stock", "back_in_stock"], strict=True)
+        )
+    ]
     found = check_caps(run(BASE, *intents))
     assert any("cap 3/168h" in v for v in found), found
 
 
 def test_fourth_sms_in_24h_is_caught() -> None:
     # 16 h apart is allowed by the 1/16 h cap; four sms in 24 h never (needs 3 within 24 h)
-    smss = [intent(f"int-{i}", f"2026-06-0{1 + (i * 8) // 24}T{(i * 8) % 24:02d}:30:00Z",
-                   channel="sms", send_after=None) for i in range(4)]
+    smss = [
+        intent(
+            f"int-{i}",
+            f"2026-06-0{1 + (i * 8) // 24}T{(i * 8) % 24:02d}:30:00Z",
+            channel="sms",
+            send_after=None,
+        )
+        for i in range(4)
+    ]
     found = check_caps(run(BASE, *smss))
     assert any("cap 3/24h sms" in v for v in found), found
 
@@ -260,12 +368,15 @@ def test_same_kind_same_sku_within_72h_is_a_cooldown_violation() -> None:
 
 
 # 5 erasure / do-not-contact / complaints ------------------------------------------------------
-@pytest.mark.parametrize("stop", [
-    ev("x", t("13:00"), "do_not_contact", customer_id="c1", channel="phone"),
-    ev("x", t("13:00"), "unsubscribed", customer_id="c1", channel="email"),
-    ev("x", t("13:00"), "complained", customer_id="c1", channel="email"),
-    ev("x", t("13:00"), "erase_requested", customer_id="c1"),
-])
+@pytest.mark.parametrize(
+    "stop",
+    [
+        ev("x", t("13:00"), "do_not_contact", customer_id="c1", channel="phone"),
+        ev("x", t("13:00"), "unsubscribed", customer_id="c1", channel="email"),
+        ev("x", t("13:00"), "complained", customer_id="c1", channel="email"),
+        ev("x", t("13:00"), "erase_requested", customer_id="c1"),
+    ],
+)
 def test_intent_after_a_stop_is_caught_until_regranted(stop: dict[str, Any]) -> None:
     events = [*BASE, stop]
     assert check_blocks(run(events, EMAIL))
@@ -279,18 +390,43 @@ def test_unsubscribe_of_another_channel_does_not_block_email() -> None:
     assert check_blocks(run(events, EMAIL)) == []
 
 
-@pytest.mark.parametrize(("stop", "reason"), [
-    (ev("x", t("05:00", "2026-06-02"), "consent_revoked", customer_id="c1", channel="sms",
-        source="x"), "no_consent"),
-    (ev("x", t("05:00", "2026-06-02"), "do_not_contact", customer_id="c1", channel="email"),
-     "do_not_contact"),
-    (ev("x", t("05:00", "2026-06-02"), "erase_requested", customer_id="c1"), "erased"),
-    (ev("x", t("05:00", "2026-06-02"), "purchase", **verified(), order_id="o1", gift=False,
-        items=[{"sku": "k-lamp", "qty": 1, "price": 40.0}]), "converted"),
-])
+@pytest.mark.parametrize(
+    ("stop", "reason"),
+    [
+        (
+            ev(
+                "x",
+                t("05:00", "2026-06-02"),
+                "consent_revoked",
+                customer_id="c1",
+                channel="sms",
+                source="x",
+            ),
+            "no_consent",
+        ),
+        (
+            ev("x", t("05:00", "2026-06-02"), "do_not_contact", customer_id="c1", channel="email"),
+            "do_not_contact",
+        ),
+        (ev("x", t("05:00", "2026-06-02"), "erase_requested", customer_id="c1"), "erased"),
+        (
+            ev(
+                "x",
+                t("05:00", "2026-06-02"),
+                "purchase",
+                **verified(),
+                order_id="o1",
+                gift=False,
+                items=[{"sku": "k-lamp", "qty": 1, "price": 40.0}],
+            ),
+            "converted",
+        ),
+    ],
+)
 def test_missing_cancellation_is_caught(stop: dict[str, Any], reason: str) -> None:
-    sms = intent("int-1", t("02:00", "2026-06-02"), channel="sms",
-                 send_after=t("12:00", "2026-06-02"))
+    sms = intent(
+        "int-1", t("02:00", "2026-06-02"), channel="sms", send_after=t("12:00", "2026-06-02")
+    )
     events = [*BASE, stop]
     assert any("not cancelled" in v for v in check_cancellations_complete(run(events, sms)))
     rec, dec = cancel(sms, stop["ts"], "x", reason)
@@ -300,16 +436,18 @@ def test_missing_cancellation_is_caught(stop: dict[str, Any], reason: str) -> No
 
 
 def test_stop_after_send_after_needs_no_cancellation() -> None:
-    sms = intent("int-1", t("02:00", "2026-06-02"), channel="sms",
-                 send_after=t("12:00", "2026-06-02"))
+    sms = intent(
+        "int-1", t("02:00", "2026-06-02"), channel="sms", send_after=t("12:00", "2026-06-02")
+    )
     late = ev("x", t("12:00", "2026-06-02"), "do_not_contact", customer_id="c1", channel="sms")
     assert check_cancellations_complete(run([*BASE, late], sms)) == []
 
 
 # 7 structure ----------------------------------------------------------------------------------
 def test_intent_without_decision_is_caught() -> None:
-    assert any("no emitted/deferred decision" in v
-               for v in check_structure(run(BASE, EMAIL, decisions=[])))
+    assert any(
+        "no emitted/deferred decision" in v for v in check_structure(run(BASE, EMAIL, decisions=[]))
+    )
 
 
 def test_duplicate_intent_id_is_caught() -> None:
@@ -339,8 +477,12 @@ def test_cart_timer_before_the_idle_time_is_caught() -> None:
 
 
 def test_phone_call_less_than_48h_after_cart_activity_is_caught() -> None:
-    events = [*BASE, ev("a2", t("12:00", "2026-06-02"), "cart_add", **verified(),
-                        **product("k-tv", price=650.0))]
+    events = [
+        *BASE,
+        ev(
+            "a2", t("12:00", "2026-06-02"), "cart_add", **verified(), **product("k-tv", price=650.0)
+        ),
+    ]
     call = intent("int-2", t("12:05", "2026-06-03"), channel="phone", kind="assist_offer")
     email = intent("int-1", t("16:05"))
     decs = [decision(email, ["a1"]), decision(call, ["a1"])]
@@ -350,8 +492,11 @@ def test_phone_call_less_than_48h_after_cart_activity_is_caught() -> None:
 
 # triggers ---------------------------------------------------------------------------------------
 def test_low_stock_without_a_transition_is_caught() -> None:
-    events = [*BASE, ev("s1", t("14:00"), "stock_level", sku="k-lamp", available=2),
-              ev("s2", t("15:00"), "stock_level", sku="k-lamp", available=1)]
+    events = [
+        *BASE,
+        ev("s1", t("14:00"), "stock_level", sku="k-lamp", available=2),
+        ev("s2", t("15:00"), "stock_level", sku="k-lamp", available=1),
+    ]
     low = intent("int-2", t("15:00"), channel="push", kind="low_stock")
     assert check_triggers(run(events, low, decisions=[decision(low, ["s2"])]))
     events[-2] = ev("s1", t("14:00"), "stock_level", sku="k-lamp", available=9)
@@ -359,8 +504,7 @@ def test_low_stock_without_a_transition_is_caught() -> None:
 
 
 def test_price_drop_under_10_percent_is_caught() -> None:
-    events = [*BASE, ev("pc", t("15:00"), "price_change", sku="k-lamp", price=37.0,
-                        currency="USD")]
+    events = [*BASE, ev("pc", t("15:00"), "price_change", sku="k-lamp", price=37.0, currency="USD")]
     drop = intent("int-2", t("15:00"), kind="price_drop")
     assert check_triggers(run(events, drop, decisions=[decision(drop, ["pc"])]))
     events[-1] = {**events[-1], "price": 36.0}
@@ -382,16 +526,31 @@ def _aid_story(opt_in: list[str] | None) -> list[dict[str, Any]]:
     prefs = {"timezone": "America/New_York"}
     if opt_in is not None:
         prefs["topics_opt_in"] = opt_in  # type: ignore[assignment]
-    return [*BASE[:3], ev("p1", t("10:01"), "preferences_set", customer_id="c1", **prefs),
-            BASE[4], ev("a1", t("12:05"), "cart_add", **verified(),
-                        **product("k-aid", price=449.0, category=("health", "age_related")))]
+    return [
+        *BASE[:3],
+        ev("p1", t("10:01"), "preferences_set", customer_id="c1", **prefs),
+        BASE[4],
+        ev(
+            "a1",
+            t("12:05"),
+            "cart_add",
+            **verified(),
+            **product("k-aid", price=449.0, category=("health", "age_related")),
+        ),
+    ]
 
 
-@pytest.mark.parametrize(("opt_in", "caught"), [
-    (None, True), (["health"], True), (["health", "age_related"], False),
-])
+@pytest.mark.parametrize(
+    ("opt_in", "caught"),
+    [
+        (None, True),
+        (["health"], True),
+        (["health", "age_related"], False),
+    ],
+)
 def test_sensitive_item_needs_opt_in_to_every_sensitive_category(
-        opt_in: list[str] | None, caught: bool) -> None:
+    opt_in: list[str] | None, caught: bool
+) -> None:
     found = check_sensitive(run(_aid_story(opt_in), intent("int-1", t("16:05"), items=[AID])))
     assert bool(found) is caught, found
 
@@ -401,12 +560,27 @@ def test_empty_items_are_caught() -> None:
 
 
 def test_browse_for_a_gifted_sku_and_opted_out_topic_are_caught() -> None:
-    events = [*BASE, ev("b1", t("12:10"), "purchase", **verified(), order_id="o1", gift=True,
-                        items=[{"sku": "k-lamp", "qty": 1, "price": 40.0}])]
+    events = [
+        *BASE,
+        ev(
+            "b1",
+            t("12:10"),
+            "purchase",
+            **verified(),
+            order_id="o1",
+            gift=True,
+            items=[{"sku": "k-lamp", "qty": 1, "price": 40.0}],
+        ),
+    ]
     browse = intent("int-1", t("12:10", "2026-06-02"), kind="browse_abandonment")
     assert any("gifted" in v for v in check_gifts_and_topics(run(events, browse)))
-    opted = [*BASE[:3], ev("p1", t("10:01"), "preferences_set", customer_id="c1",
-                           topics_opt_out=["cart_reminders"]), *BASE[4:]]
+    opted = [
+        *BASE[:3],
+        ev(
+            "p1", t("10:01"), "preferences_set", customer_id="c1", topics_opt_out=["cart_reminders"]
+        ),
+        *BASE[4:],
+    ]
     assert any("opted out" in v for v in check_gifts_and_topics(run(opted, EMAIL)))
 
 
@@ -431,8 +605,9 @@ def test_output_comparison_notices_a_line_that_is_not_a_duplicate() -> None:
 def test_bad_line_comparison_notices_a_valid_line() -> None:
     lines = [orjson.dumps(e) for e in BASE]
     base = _replay(lines)
-    revoke = orjson.dumps(ev("r1", t("13:00"), "consent_revoked", customer_id="c1",
-                             channel="email", source="x"))
+    revoke = orjson.dumps(
+        ev("r1", t("13:00"), "consent_revoked", customer_id="c1", channel="email", source="x")
+    )
     changed = _replay([*lines, revoke])
     assert changed[0] == 0 and changed[1:] != base[1:]
     bad = orjson.dumps({**orjson.loads(revoke), "channel": "fax"})
@@ -443,8 +618,12 @@ def test_browse_needs_three_views_within_24h() -> None:
     def view(eid: str, at: str) -> dict[str, Any]:
         return ev(eid, at, "product_view", **verified(), **product())
 
-    spread = [*BASE[:5], view("v1", t("12:00")), view("v2", t("13:00", "2026-06-02")),
-              view("v3", t("12:00", "2026-06-03"))]
+    spread = [
+        *BASE[:5],
+        view("v1", t("12:00")),
+        view("v2", t("13:00", "2026-06-02")),
+        view("v3", t("12:00", "2026-06-03")),
+    ]
     browse = intent("int-1", t("12:00", "2026-06-04"), kind="browse_abandonment")
     decs = [decision(browse, ["v1", "v2", "v3"])]
     assert any("within 24h" in v for v in check_triggers(run(spread, browse, decisions=decs)))

@@ -15,16 +15,42 @@ from tactful.core.engine import Engine
 from tactful.core.policy import load_policy
 from tactful.service.replay import replay_lines
 
-GRANT = {"event_id": "g1", "ts": "2026-06-01T12:00:00Z", "type": "consent_granted",
-         "customer_id": "c1", "channel": "email", "source": "signup"}
-ERASE = {"event_id": "x1", "ts": "2026-06-01T12:01:00Z", "type": "erase_requested",
-         "customer_id": "c1"}
-LOGIN = {"event_id": "l1", "ts": "2026-06-01T12:02:00Z", "type": "login", "session_id": "s1",
-         "customer_id": "c1", "identity": {"method": "login"}}
-CART = {"event_id": "a1", "ts": "2026-06-01T12:03:00Z", "type": "cart_add", "session_id": "s1",
-        "customer_id": "c1", "identity": {"method": "login"}, "sku": "k-lamp",
-        "product_id": "p-lamp", "category": ["home"], "price": 40.0, "currency": "USD",
-        "qty": 1}
+GRANT = {
+    "event_id": "g1",
+    "ts": "2026-06-01T12:00:00Z",
+    "type": "consent_granted",
+    "customer_id": "c1",
+    "channel": "email",
+    "source": "signup",
+}
+ERASE = {
+    "event_id": "x1",
+    "ts": "2026-06-01T12:01:00Z",
+    "type": "erase_requested",
+    "customer_id": "c1",
+}
+LOGIN = {
+    "event_id": "l1",
+    "ts": "2026-06-01T12:02:00Z",
+    "type": "login",
+    "session_id": "s1",
+    "customer_id": "c1",
+    "identity": {"method": "login"},
+}
+CART = {
+    "event_id": "a1",
+    "ts": "2026-06-01T12:03:00Z",
+    "type": "cart_add",
+    "session_id": "s1",
+    "customer_id": "c1",
+    "identity": {"method": "login"},
+    "sku": "k-lamp",
+    "product_id": "p-lamp",
+    "category": ["home"],
+    "price": 40.0,
+    "currency": "USD",
+    "qty": 1,
+}
 
 
 def replay(events: list[dict[str, object]]) -> Run:
@@ -55,8 +81,9 @@ def test_redelivered_storefront_event_after_erasure_is_not_reapplied() -> None:
     redelivered = {**CART, "ts": "2026-06-01T13:00:00Z"}
     erase = {**ERASE, "ts": "2026-06-01T12:30:00Z"}
     run = replay([GRANT, LOGIN, CART, erase, redelivered])
-    about_c1 = [d for d in run.decisions if d["customer_id"] == "c1"
-                and d["outcome"] != "cancelled"]
+    about_c1 = [
+        d for d in run.decisions if d["customer_id"] == "c1" and d["outcome"] != "cancelled"
+    ]
     assert about_c1 == [], about_c1
     assert check_verified(run) == []
 
@@ -65,8 +92,13 @@ def test_event_id_reused_under_another_key_is_processed_once() -> None:
     """SPEC §1: event_id is unique and a repeated id is processed once. Engine: the dedup
     memory is per Kafka key (session / customer / sku), so the same id under another key
     is applied again - here a second cart line."""
-    other = {**CART, "event_id": "g1", "sku": "k-tv", "product_id": "p-tv",
-             "ts": "2026-06-01T12:04:00Z"}
+    other = {
+        **CART,
+        "event_id": "g1",
+        "sku": "k-tv",
+        "product_id": "p-tv",
+        "ts": "2026-06-01T12:04:00Z",
+    }
     run = replay([GRANT, LOGIN, CART, other])
     items = [i["sku"] for r in run.intents for i in r["items"]]
     assert items == ["k-lamp"], items
@@ -80,8 +112,14 @@ def test_erasure_unbinds_a_session_verified_by_a_page_view() -> None:
     suppressed as unverified_identity (customer_id null), and c1 must get nothing.
     Engine: the page_view binding survives the erasure and c1 gets the email. (A `login`,
     `product_view`, `checkout_started` or `logout` in place of the page_view is erased.)"""
-    view = {"event_id": "v1", "ts": "2026-06-01T12:00:00Z", "type": "page_view",
-            "session_id": "s4", "customer_id": "c1", "identity": {"method": "login"}}
+    view = {
+        "event_id": "v1",
+        "ts": "2026-06-01T12:00:00Z",
+        "type": "page_view",
+        "session_id": "s4",
+        "customer_id": "c1",
+        "identity": {"method": "login"},
+    }
     erase = {**ERASE, "ts": "2026-06-01T12:10:00Z"}
     regrant = {**GRANT, "event_id": "g2", "ts": "2026-06-01T12:20:00Z"}
     anonymous_cart = {k: v for k, v in CART.items() if k not in ("customer_id", "identity")}
@@ -89,5 +127,6 @@ def test_erasure_unbinds_a_session_verified_by_a_page_view() -> None:
     run = replay([view, erase, regrant, anonymous_cart])
     assert run.intents == [], run.intents
     assert [(d["customer_id"], d["reason"]) for d in run.decisions] == [
-        (None, "unverified_identity")]
+        (None, "unverified_identity")
+    ]
     assert check_verified(run) == []

@@ -8,11 +8,10 @@ into a file and run `tactful replay` on it) and every violation the checker foun
 from __future__ import annotations
 
 import io
-
-import orjson
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 from checker import (
     Run,
     check_blocks,
@@ -201,8 +200,9 @@ def _key(event: dict[str, Any]) -> str:
 
 @PROPERTY
 @given(histories_with_bad_lines(), st.data())
-def test_batched_messages_equal_single_events(case: tuple[History, list[bytes], int],
-                                              data: Any) -> None:
+def test_batched_messages_equal_single_events(
+    case: tuple[History, list[bytes], int], data: Any
+) -> None:
     """A message may carry a JSON array of events sharing its key: processed in array order
     exactly as if sent one per message; a bad element is rejected alone (SPEC §1)."""
     history, _, _ = case
@@ -213,13 +213,17 @@ def test_batched_messages_equal_single_events(case: tuple[History, list[bytes], 
     i = 0
     while i < len(events):
         j = i + 1
-        while j < len(events) and _key(events[j]) == _key(events[i]) and data.draw(
-                st.booleans(), label=f"batch {j} with {i}"):
+        while (
+            j < len(events)
+            and _key(events[j]) == _key(events[i])
+            and data.draw(st.booleans(), label=f"batch {j} with {i}")
+        ):
             j += 1
         group = [orjson.dumps(e) for e in events[i:j]]
         if data.draw(st.integers(0, 4), label=f"bad element in batch {i}") == 0:
-            bad = orjson.dumps({**events[i], "event_id": events[i]["event_id"],
-                                "ts": "2026-13-01T00:00:00Z"})
+            bad = orjson.dumps(
+                {**events[i], "event_id": events[i]["event_id"], "ts": "2026-13-01T00:00:00Z"}
+            )
             group.insert(data.draw(st.integers(0, len(group))), bad)
             n_bad += 1
         batched.append(b"[" + b",".join(group) + b"]" if len(group) > 1 else group[0])

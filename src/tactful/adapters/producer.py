@@ -143,14 +143,15 @@ def validate_file(path: str, out: TextIO) -> int:
     bad = 0
     events = 0
     for number, line in _lines(path):
-        line_bad = False
+        reasons = []
         for record in _records(number, line):
             if isinstance(record, str):
-                print(f"tactful: {path}:{number}: {record}", file=out)
-                line_bad = True
+                reasons.append(record)
             else:
                 events += 1
-        bad += line_bad
+        if reasons:  # one line per bad line, every bad element of an array named
+            bad += 1
+            print(f"tactful: {path}:{number}: {'; '.join(reasons)}", file=out)
     if bad:
         noun = "line" if bad == 1 else "lines"
         raise ProduceError(f"{path}: {bad} bad {noun}, nothing was sent")

@@ -173,6 +173,10 @@ class Worker:
         specs = [TopicSpec(self.settings.topic(name), n, r) for name in INPUT_TOPICS]
         specs += [TopicSpec(self.settings.topic(name), n, r) for name in INTERNAL_TOPICS]
         specs += [TopicSpec(self.settings.topic(name), n, r) for name in OUTPUT_TOPICS]
+        # Changelogs too, compacted: erasure's tombstones then remove the keys for good.
+        compact = {"cleanup.policy": "compact"}
+        for table in (self.sessions, self.customers, self.skus, self.clocks):
+            specs.append(TopicSpec(table.changelog_topic.get_topic_name(), n, r, dict(compact)))
         return specs
 
     def _register(self) -> None:
