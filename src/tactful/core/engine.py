@@ -264,6 +264,7 @@ class Engine:
         # One pass, no lists: this runs after every event (see BENCHMARKS.md).
         ttl = self.policy.session_ttl
         best = st.last_seen + ttl if isinstance(st, SessionState) else float("inf")
+        forgets_carts = isinstance(st, CustomerState)  # a session forgets them with itself
         for cart in st.carts.values():
             due = cart.abandoned_due
             if due is not None and due < best:
@@ -271,7 +272,8 @@ class Engine:
             due = cart.assist_due
             if due is not None and due < best:
                 best = due
-            best = min(best, cart.last_activity + ttl)
+            if forgets_carts and cart.abandoned_due is None and cart.assist_due is None:
+                best = min(best, cart.last_activity + ttl)
         for views in st.views.values():
             due = views.due
             if due is not None and due < best:
@@ -689,11 +691,12 @@ class Engine:
         if st.sent and st.sent[0].created_at < horizon:
             st.sent = [s for s in st.sent if s.created_at >= horizon]
         ttl = self.policy.session_ttl
-        for sid in [s for s, c in st.carts.items() if c.last_activity + ttl <= now]:
+        idle = [
+            sid for sid, c in st.carts.items()
+            if c.last_activity + ttl <= now and c.abandoned_due is None and c.assist_due is None
+        ]
+        for sid in idle:
             cart = st.carts.pop(sid)
-            if cart.abandoned_due is not None or cart.assist_due is not None:
-                st.carts[sid] = cart  # still pending (cannot happen with sane policies)
-                continue
             for sku in cart.lines:
                 if not self._holds(st, sku):
                     self._index(st, sku, False, now, out)

@@ -272,6 +272,9 @@ class _Reader:
         for key in ("validity", "dedup_window", "session_ttl"):
             if key not in doc:
                 raise self.fail(key, "missing")
+        ttl = self.duration(doc, "session_ttl", "session_ttl")
+        if ttl <= max(t.delay for t in triggers.values()):
+            raise self.fail("session_ttl", "must be longer than every trigger's delay")
 
         return Policy(
             version=version,
