@@ -344,11 +344,11 @@ def test_fourth_intent_in_7_days_is_caught() -> None:
 
 
 def test_fourth_sms_in_24h_is_caught() -> None:
-    # 16 h apart is allowed by the 1/16 h cap; four sms in 24 h never (needs 3 within 24 h)
+    # (the default 1/16 h cap already forbids this; the sms cap must be reported too)
     smss = [
         intent(
             f"int-{i}",
-            f"2026-06-0{1 + (i * 8) // 24}T{(i * 8) % 24:02d}:30:00Z",
+            t(f"{i * 7:02d}:30"),
             channel="sms",
             send_after=None,
         )

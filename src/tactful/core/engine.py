@@ -401,7 +401,12 @@ class Engine:
             views = st.views[ev.product_id] = Views(
                 ev.sku, ev.price, ev.currency, list(ev.category), [], [], []
             )
+        # The last variant viewed is the one the trigger is about (and no leftover of an
+        # older, unarmed entry may decide it: housekeeping timing must not matter).
+        views.sku = ev.sku
         views.price = ev.price
+        views.currency = ev.currency
+        views.categories = list(ev.category)
         views.times.append(t)
         views.event_ids.append(ev.event_id)
         if sid not in views.sessions:

@@ -33,7 +33,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -107,12 +107,15 @@ class Timers:
             self.scheduled[key] = due
             heapq.heappush(self.heap, (due, key))
 
-    def pop_due(self, now: float) -> Iterable[tuple[float, str]]:
+    def pop_due(self, now: float) -> tuple[float, str] | None:
+        """The earliest key due by ``now``, or None. Callers loop: firing one key may
+        schedule another due time that is also past ``now``."""
         while self.heap and self.heap[0][0] <= now:
             due, key = heapq.heappop(self.heap)
             if self.scheduled.get(key) == due:
                 del self.scheduled[key]
-                yield due, key
+                return due, key
+        return None
 
 
 @dataclass
@@ -393,7 +396,9 @@ class Worker:
         clock = self._clock(SESSION, p)
         clock.clock = max(clock.clock, now)
         out = Outbox()
-        for due, key in self._timers(SESSION, p).pop_due(now):
+        timers = self._timers(SESSION, p)
+        while (entry := timers.pop_due(now)) is not None:
+            due, key = entry
             state = self._load(self.sessions, SessionState, key)
             if state is None:
                 continue
@@ -549,7 +554,8 @@ class Worker:
         clock.clock = max(clock.clock, now)
         timers = self._timers(CUSTOMER, p)
         out = Outbox()
-        for due, key in list(timers.pop_due(now)):
+        while (entry := timers.pop_due(now)) is not None:
+            due, key = entry
             state = self._load(self.customers, CustomerState, key)
             if state is None:
                 continue
