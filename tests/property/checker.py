@@ -43,6 +43,7 @@ CAPS = ((16 * H, 1, None), (7 * D, 3, None), (24 * H, 3, "sms"))  # (window, max
 COOLDOWN = 72 * H
 VALIDITY = 24 * H
 DEDUP_WINDOW = 7 * D
+SESSION_TTL = 30 * D  # not in SPEC: the policy's session_ttl; only used to be lenient
 CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
 EVENT_KINDS = frozenset({"low_stock", "back_in_stock", "price_drop"})
 CART_DELAY = {"abandoned_cart": 4 * H, "assist_offer": 48 * H}
@@ -794,6 +795,81 @@ def check_triggers(run: Run) -> list[str]:
     return out
 
 
+# --- liveness: an idle cart is decided about --------------------------------------------------
+
+
+def check_cart_liveness(run: Run) -> list[str]:
+    """SPEC §3: a non-empty cart with no activity for 4 h fires `abandoned_cart` once per
+    idle period, and a pending trigger that ends early is recorded as `cancelled` - so
+    every idle period leaves exactly one decision naming its last activity. Checked only
+    for carts whose content the spec pins down: sessions with cart_adds (and checkouts)
+    only, no removal, purchase or logout, and at most one verified customer, whose
+    erasure empties the cart (SPEC §4.13)."""
+    out = []
+    by_session: dict[str, list[Event]] = {}
+    for e in run.events:
+        if e.type in STOREFRONT:
+            by_session.setdefault(e.raw["session_id"], []).append(e)
+    for session, evs in by_session.items():
+        if any(e.type in ("cart_remove", "purchase", "logout") for e in evs):
+            continue
+        claims = {c for e in evs if (c := verified_claim(e.raw))}
+        if len(claims) > 1:
+            continue
+        first_verified = min((e.index for e in evs if verified_claim(e.raw)), default=None)
+        erasures = [
+            e
+            for e in run.events
+            if e.type == "erase_requested"
+            and e.raw["customer_id"] in claims
+            and first_verified is not None
+            and e.index > first_verified
+        ]
+        timeline = sorted([*evs, *erasures], key=lambda e: e.index)
+        idle_after: list[Event] = []  # activities that leave a non-empty cart
+        non_empty = False
+        last_seen = -math.inf
+        for e in timeline:
+            if e.type != "erase_requested":
+                if e.ts - last_seen >= SESSION_TTL:
+                    non_empty = False  # an idle session may be forgotten (policy session_ttl)
+                last_seen = e.ts
+            if e.type == "erase_requested":
+                non_empty = False
+            elif e.type == "cart_add":
+                non_empty = True
+                idle_after.append(e)
+            elif e.type == "checkout_started" and non_empty:
+                idle_after.append(e)
+        acts = [e for e in evs if e.type in ("cart_add", "checkout_started")]
+        for a in idle_after:
+            nxt = next((e for e in acts if e.index > a.index), None)
+            if nxt is not None and nxt.ts - a.ts < CART_DELAY["abandoned_cart"]:
+                continue
+            about = [
+                d
+                for d in run.decisions
+                if d["kind"] == "abandoned_cart" and a.id in (d.get("trigger_event_ids") or ())
+            ]
+            fired = [d for d in about if d["outcome"] != "cancelled"]
+            if not about:
+                out.append(
+                    f"session {session}: cart idle after {a.type} {a.id} at "
+                    f"{a.raw['ts']} but no abandoned_cart decision names it"
+                )
+            elif len(fired) > 1:
+                out.append(
+                    f"session {session}: {len(fired)} abandoned_cart decisions for the "
+                    f"idle period after {a.id}"
+                )
+            elif fired and ts(fired[0]["at"]) != a.ts + CART_DELAY["abandoned_cart"]:
+                out.append(
+                    f"session {session}: abandoned_cart at {fired[0]['at']}, not 4h "
+                    f"after {a.id} at {a.raw['ts']}"
+                )
+    return out
+
+
 # --- 8. sensitive categories, gifts, topics ----------------------------------------------------
 
 
@@ -845,6 +921,7 @@ CHECKS = {
     "cancellations_complete": check_cancellations_complete,
     "structure": check_structure,
     "triggers": check_triggers,
+    "cart_liveness": check_cart_liveness,
     "sensitive": check_sensitive,
     "gifts_and_topics": check_gifts_and_topics,
 }

@@ -17,6 +17,7 @@ from checker import (
     check_blocks,
     check_cancellations_complete,
     check_caps,
+    check_cart_liveness,
     check_consent,
     check_gifts_and_topics,
     check_quiet_hours,
@@ -632,3 +633,15 @@ def test_browse_needs_three_views_within_24h() -> None:
     browse = intent("int-1", t("12:30", "2026-06-04"), kind="browse_abandonment")
     decs = [decision(browse, ["v1", "v2", "v3", "v4"])]
     assert check_triggers(run(dense, browse, decisions=decs)) == []
+
+
+def test_idle_cart_without_a_decision_is_caught() -> None:
+    assert check_cart_liveness(run(BASE, EMAIL)) == []
+    assert any("no abandoned_cart decision" in v for v in check_cart_liveness(run(BASE)))
+    early = intent("int-1", t("16:04"))
+    assert any("not 4h after" in v for v in check_cart_liveness(run(BASE, early)))
+    twice = [decision(EMAIL, ["a1"]), {**decision(EMAIL, ["a1"]), "decision_id": "d2"}]
+    assert any("2 abandoned_cart" in v for v in check_cart_liveness(run(BASE, decisions=twice)))
+    # an unverified session is decided about too (suppressed, customer_id null)
+    anon = [*BASE[:4], ev("a1", t("12:05"), "cart_add", session_id="s9", **product())]
+    assert check_cart_liveness(run(anon))

@@ -17,6 +17,7 @@ from checker import (
     check_blocks,
     check_cancellations_complete,
     check_caps,
+    check_cart_liveness,
     check_consent,
     check_gifts_and_topics,
     check_quiet_hours,
@@ -155,6 +156,14 @@ def test_triggers_fire_as_specified(history: History) -> None:
     views of one product, assist_offer only after an abandoned_cart intent >= 24 h
     before (SPEC §3)."""
     assert_holds(check_triggers, history)
+
+
+@PROPERTY
+@given(histories())
+def test_every_idle_cart_is_decided_once(history: History) -> None:
+    """A cart idle for 4 h gets exactly one abandoned_cart decision naming its last
+    activity (fired at +4 h, or cancelled earlier), whoever owns it (SPEC §3)."""
+    assert_holds(check_cart_liveness, history)
 
 
 # 8 ---------------------------------------------------------------------------------------------

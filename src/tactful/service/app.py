@@ -65,6 +65,9 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> f
         "value_serializer": "raw",
         "table_cleanup_interval": 3600.0,
         "topic_allow_declare": True,
+        # The customer agent holds inputs unacknowledged until the watermark passes them
+        # (stream clock); a rebalance must not wait for those: the next owner gets them again.
+        "stream_wait_empty": False,
         "web_graph_enabled": False,
         "web_stats_enabled": False,
         "web_tables_enabled": False,

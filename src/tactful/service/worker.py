@@ -362,6 +362,8 @@ class Worker:
             if marker is not None:
                 if self.stream_clock:
                     await self._session_time(p, _parse_ts(marker))
+                    # Saved at once: a new owner after a rebalance must not lose the marker.
+                    self._save_clock(SESSION, p, self._clock(SESSION, p))
                     await self._watermark(f"session:{p}", self._clock(SESSION, p).clock)
                 return
             seq = _header(message.headers, SEQ_HEADER) or ""
@@ -433,6 +435,7 @@ class Worker:
                 if self.stream_clock:
                     clock = self._clock("sku", p)
                     clock.clock = max(clock.clock, _parse_ts(marker))
+                    self._save_clock("sku", p, clock)
                     await self._watermark(f"sku:{p}", clock.clock)
                 return
             seq = _header(message.headers, SEQ_HEADER) or ""
@@ -473,6 +476,7 @@ class Worker:
                     clock = self._clock(CUSTOMER, p)
                     clock.sources[source] = max(clock.sources.get(source, NEG_INF),
                                                 _parse_ts(marker))
+                    self._save_clock(CUSTOMER, p, clock)
                     await self._release(p)
                 event.ack()
                 return

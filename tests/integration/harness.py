@@ -1,0 +1,154 @@
+"""Run real `tactful worker` processes against the test broker and read what they write.
+
+Each test gets its own topic prefix and app id, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+_ports = iter(range(17000, 18000))
+
+
+@dataclass
+class Deployment:
+    bootstrap: str
+    tmp: Path
+    partitions: int = 4
+    clock: str = "stream"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}.")
+    app_id: str = field(default_factory=lambda: f"tactful-test-{uuid.uuid4().hex[:8]}")
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "TACTFUL_BOOTSTRAP": self.bootstrap,
+            "TACTFUL_TOPIC_PREFIX": self.prefix,
+            "TACTFUL_APP_ID": self.app_id,
+            "TACTFUL_PARTITIONS": str(self.partitions),
+            "TACTFUL_TICK_SECONDS": "0.3",
+            "TACTFUL_LOG_LEVEL": "warning",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        n = len(self.workers)
+        env = self.env()
+        env["TACTFUL_WEB_PORT"] = str(next(_ports))
+        env["TACTFUL_DATA_DIR"] = str(self.tmp / f"data-{n}")
+        log = open(self.tmp / f"worker-{n}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tactful.cli", "worker", "--clock", self.clock],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.workers:
+            self.stop(proc)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        result = subprocess.run(
+            [sys.executable, "-m", "tactful.cli", *args], env=self.env(), cwd=self.tmp,
+            capture_output=True, timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(result.stderr.decode())
+        return result
+
+    def read(self, name: str, quiet_seconds: float = 6.0, timeout: float = 240.0,
+             at_least: int = 0) -> list[tuple[bytes | None, bytes]]:
+        """Everything on the topic, once it has been quiet for ``quiet_seconds``."""
+        return asyncio.run(self._read(name, quiet_seconds, timeout, at_least))
+
+    async def _read(self, name: str, quiet: float, timeout: float,
+                    at_least: int) -> list[tuple[bytes | None, bytes]]:
+        consumer = AIOKafkaConsumer(
+            self.topic(name), bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        records: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        try:
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                got = [r for batch in batches.values() for r in batch]
+                if got:
+                    records.extend((r.key, r.value) for r in got)
+                    last = time.monotonic()
+                elif time.monotonic() - last > quiet and len(records) >= at_least:
+                    break
+        finally:
+            await consumer.stop()
+        return records
+
+    def outputs(self, **kwargs: float) -> tuple[set[bytes], list[dict[str, object]]]:
+        intents = {value for _, value in self.read("intents", **kwargs)}
+        decisions = [orjson.loads(v) for _, v in self.read("decisions", quiet_seconds=1.0)]
+        return intents, decisions
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.tmp.glob("worker-*.log"))
+
+
+@contextmanager
+def deployment(bootstrap: str, tmp: Path, **kwargs: object) -> Iterator[Deployment]:
+    dep = Deployment(bootstrap, tmp, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield dep
+    finally:
+        dep.stop_all()
+
+
+def replay(dep: Deployment, events: Path, until: str) -> set[bytes]:
+    out = dep.tmp / "replay-intents.jsonl"
+    dep.cli("replay", str(events), "--until", until, "--out", str(out),
+            "--decisions", str(dep.tmp / "replay-decisions.jsonl"))
+    return {line for line in out.read_bytes().splitlines() if line}
+
+
+def merge_stories(stories: list[Path], target: Path) -> Path:
+    """All scenario stories as one file in event-time order (ties: story, then line)."""
+    from datetime import datetime
+
+    rows = []
+    for s_index, story in enumerate(stories):
+        for l_index, line in enumerate((story / "events.jsonl").read_bytes().splitlines()):
+            if line.strip():
+                ts = orjson.loads(line)["ts"]
+                t = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+                rows.append((t, s_index, l_index, line))
+    rows.sort()
+    target.write_bytes(b"".join(r[3] + b"\n" for r in rows))
+    return target
