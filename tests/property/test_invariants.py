@@ -8,6 +8,7 @@ into a file and run `tactful replay` on it) and every violation the checker foun
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,14 @@ from tactful.core.policy import load_policy
 from tactful.service.replay import ReplayStats, replay_lines
 
 POLICY = load_policy()
+# TACTFUL_PROPERTY_PAST_KNOWN_BUGS=1 leaves out the two patterns of the open engine bugs in
+# test_engine_bugs.py (redelivery after an erasure, sessions verified by a page_view), to
+# see whether anything else fails meanwhile.
+HISTORIES = (
+    histories(redeliver_across_erasure=False, bind_types=("login",))
+    if os.environ.get("TACTFUL_PROPERTY_PAST_KNOWN_BUGS") == "1"
+    else histories()
+)
 PROPERTY = settings(
     max_examples=1000,
     deadline=None,
@@ -66,7 +75,7 @@ def assert_holds(check: Callable[[Run], list[str]], history: History) -> None:
 
 # 1 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_no_intent_without_consent_at_created_at(history: History) -> None:
     """Every intent's channel had consent granted, not revoked (nor erased), not expired at
     its created_at, and `consent` names that grant (SPEC §4.2, §2)."""
@@ -75,7 +84,7 @@ def test_no_intent_without_consent_at_created_at(history: History) -> None:
 
 # 2 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_no_contact_without_verified_identity(history: History) -> None:
     """Intents and decisions name a customer only about sessions where that customer was
     verified (login/email_link) before; decisions about unverified sessions carry
@@ -85,7 +94,7 @@ def test_no_contact_without_verified_identity(history: History) -> None:
 
 # 3 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_send_after_is_the_next_allowed_minute(history: History) -> None:
     """sms/push/phone send_after lies in 08:00-21:00 local (customer's zone at decision time,
     else America/New_York) and outside the customer's quiet_hours, and is the next allowed
@@ -95,7 +104,7 @@ def test_send_after_is_the_next_allowed_minute(history: History) -> None:
 
 # 4 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_frequency_caps_and_cooldown(history: History) -> None:
     """<= 1 per 16 h and <= 3 per 7 d per customer, sms <= 3 per 24 h, over emitted
     not-cancelled intents by created_at; same kind + cart/sku not within 72 h (SPEC §4.6-7)."""
@@ -104,7 +113,7 @@ def test_frequency_caps_and_cooldown(history: History) -> None:
 
 # 5 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_no_intent_after_erasure_dnc_complaint_or_unsubscribe(history: History) -> None:
     """Nothing after erase_requested / do_not_contact (any channel) or complained /
     unsubscribed (its channel) until a later consent_granted for the channel; nothing fed
@@ -113,7 +122,7 @@ def test_no_intent_after_erasure_dnc_complaint_or_unsubscribe(history: History) 
 
 
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_stop_events_cancel_pending_intents(history: History) -> None:
     """A revocation, complaint, unsubscribe, do_not_contact, erasure or converting purchase
     arriving before an emitted intent's send_after cancels it (SPEC §2)."""
@@ -122,7 +131,7 @@ def test_stop_events_cancel_pending_intents(history: History) -> None:
 
 # 6 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories(), st.data())
+@given(HISTORIES, st.data())
 def test_deterministic_and_redelivery_is_idempotent(history: History, data: Any) -> None:
     """The same input gives byte-identical output; a line delivered twice in a row (same
     event_id) changes nothing (SPEC §1, §2, §6)."""
@@ -139,7 +148,7 @@ def test_deterministic_and_redelivery_is_idempotent(history: History, data: Any)
 
 # 7 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_output_structure(history: History) -> None:
     """Every intent has an emitted/deferred decision with its intent_id; intent_ids are
     unique; cancellations follow their intent, precede its send_after and have a cancelled
@@ -149,7 +158,7 @@ def test_output_structure(history: History) -> None:
 
 
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_triggers_fire_as_specified(history: History) -> None:
     """low_stock / back_in_stock only on the > 3 -> <= 3 and 0 -> > 0 transitions of a carted
     sku, price_drop only >= 10 % below a cart_add price, browse_abandonment 24 h after >= 3
@@ -159,7 +168,7 @@ def test_triggers_fire_as_specified(history: History) -> None:
 
 
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_every_idle_cart_is_decided_once(history: History) -> None:
     """A cart idle for 4 h gets exactly one abandoned_cart decision naming its last
     activity (fired at +4 h, or cancelled earlier), whoever owns it (SPEC §3)."""
@@ -168,7 +177,7 @@ def test_every_idle_cart_is_decided_once(history: History) -> None:
 
 # 8 ---------------------------------------------------------------------------------------------
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_no_sensitive_items_without_opt_in(history: History) -> None:
     """No intent item has a sensitive category the customer did not opt in to via
     topics_opt_in; no intent has empty items (SPEC §4.11)."""
@@ -176,7 +185,7 @@ def test_no_sensitive_items_without_opt_in(history: History) -> None:
 
 
 @PROPERTY
-@given(histories())
+@given(HISTORIES)
 def test_gifts_and_topic_opt_outs(history: History) -> None:
     """No browse_abandonment for a sku the customer bought as a gift; no intent in an
     opted-out topic (SPEC §4.3, §4.10)."""
