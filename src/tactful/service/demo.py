@@ -105,7 +105,9 @@ async def _collect(bootstrap: str, env: dict[str, str]) -> tuple[list[dict[str, 
 def render(intents: list[dict[str, object]], decisions: list[dict[str, object]]) -> str:
     lines = ["", "Contact intents (what senders may deliver, and when):", ""]
     created = {i["intent_id"]: str(i["created_at"]) for i in intents if not i.get("cancelled")}
-    intents = sorted(intents, key=lambda i: (created.get(i["intent_id"], ""), bool(i.get("cancelled"))))
+    intents = sorted(
+        intents, key=lambda i: (created.get(str(i["intent_id"]), ""), bool(i.get("cancelled")))
+    )
     head = (f"{'customer':<14}{'kind':<16}{'channel':<8}{'created (UTC)':<22}"
             f"{'send after (UTC)':<22}")
     lines.append(head)
