@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 _ports = iter(range(17000, 18000))
 
@@ -62,6 +63,28 @@ class Deployment:
         )
         self.workers.append(proc)
         return proc
+
+    def wait_ready(self, members: int, timeout: float = 120.0) -> None:
+        """Until the worker group is stable with ``members`` workers (assignment settled)."""
+        asyncio.run(self._wait_ready(members, timeout))
+
+    async def _wait_ready(self, members: int, timeout: float) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                for proc in self.workers:
+                    assert proc.poll() is None, f"a worker exited: {self.logs()[-2000:]}"
+                described = await admin.describe_consumer_groups([self.app_id])
+                group = described[0].groups[0]
+                if group[2] == "Stable" and len(group[5]) == members:
+                    await asyncio.sleep(2.0)  # let the agents start on their partitions
+                    return
+                await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+        raise AssertionError(f"workers not ready: {self.logs()[-2000:]}")
 
     def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         if proc.poll() is None:
