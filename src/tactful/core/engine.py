@@ -50,7 +50,16 @@ from tactful.core.events import (
 )
 from tactful.core.guardrails import Check, Firing, judge
 from tactful.core.links import LinkClaims, LinkSigner
-from tactful.core.messages import AdoptSession, CartIndex, EraseSession, SessionFact, SkuSignal
+from tactful.core.messages import (
+    AdoptSession,
+    CartIndex,
+    EraseSession,
+    ErasureMark,
+    SessionFact,
+    SkuSignal,
+    erasure_key,
+    event_hash,
+)
 from tactful.core.outputs import (
     Cancellation,
     ConsentRef,
@@ -74,6 +83,8 @@ from tactful.core.state import (
 )
 
 SESSION, CUSTOMER, SKU = "session", "customer", "sku"
+# ERASED stores an ErasureMark under erasure_key(customer_id): no id, only a keyed hash.
+ERASED = "erased"
 # Not scopes with state: HOLDERS delivers a SkuSignal to every customer holding the sku;
 # INDEX updates that holder index (key: sku, message: CartIndex).
 HOLDERS, INDEX = "holders", "index"
@@ -126,7 +137,8 @@ class Engine:
             st.customer_id = None
             return st
         verified = verified_customer(ev)
-        if verified is not None and verified != st.customer_id:
+        binding = verified is not None and verified != st.customer_id
+        if verified is not None and binding:
             st.customer_id = verified
             if verified not in st.bound:
                 st.bound.append(verified)
@@ -136,7 +148,9 @@ class Engine:
                 st.carts = {}
                 st.views = {}
         if st.customer_id is not None:
-            if not isinstance(ev, _NOT_FORWARDED):
+            # The event that binds the session always goes: the customer must know every
+            # session tied to it, so that erasure reaches them all.
+            if binding or not isinstance(ev, _NOT_FORWARDED):
                 fact = SessionFact(st.customer_id, st.session_id, ev)
                 out.internal.append((CUSTOMER, st.customer_id, fact))
             return st
@@ -689,6 +703,27 @@ class Engine:
             out.internal.append((INDEX, sku, CartIndex(sku, st.customer_id, False, t)))
         for sid in st.sessions:
             out.internal.append((SESSION, sid, EraseSession(sid, st.customer_id, t)))
+        seen = frozenset(event_hash(event_id) for event_id in st.seen)
+        out.internal.append((ERASED, erasure_key(st.customer_id), ErasureMark(t, seen)))
+
+    @staticmethod
+    def admits(mark: ErasureMark | None, msg: object, t: float) -> bool:
+        """Whether a customer input may be applied after an erasure ``mark``.
+
+        Inputs from before the erasure, and repeats of ids seen before it (a redelivery
+        after a crash), are dropped: erasing the dedup memory must not let them in again.
+        """
+        if mark is None:
+            return True
+        if t <= mark.at:
+            return False
+        if isinstance(msg, SessionFact):
+            event_id = msg.event.event_id
+        elif isinstance(msg, Event | SkuSignal):
+            event_id = msg.event_id
+        else:
+            return True
+        return event_hash(event_id) not in mark.seen
 
     def _tidy(self, st: CustomerState, now: float, out: Outbox) -> None:
         """Forget what no rule can need any more: bounded state per customer."""

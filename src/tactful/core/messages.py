@@ -7,6 +7,8 @@ sees the same messages in the same per-key order.
 
 from __future__ import annotations
 
+import hashlib
+
 from msgspec import Struct
 
 from tactful.core.events import StorefrontEvents
@@ -57,6 +59,24 @@ class CartIndex(Struct, gc=False, frozen=True, tag="cart_index"):
     customer_id: str
     holding: bool
     at: float
+
+
+class ErasureMark(Struct, gc=False, frozen=True, tag="erasure_mark"):
+    """All that is kept of an erased customer, under ``erasure_key``: when it happened and
+    hashes of the event ids it had seen (so a redelivered input is still recognised)."""
+
+    at: float
+    seen: frozenset[str] = frozenset()
+
+
+def event_hash(event_id: str) -> str:
+    return hashlib.blake2b(event_id.encode(), digest_size=8, person=b"tactful-seen").hexdigest()
+
+
+def erasure_key(customer_id: str) -> str:
+    """A key that lets the runtime recognise an erased customer without storing the id."""
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=16, person=b"tactful-erased")
+    return f"erased:{digest.hexdigest()}"
 
 
 class EraseSession(Struct, gc=False, frozen=True, tag="erase_session"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 
-from tactful.core.engine import CUSTOMER, HOLDERS, INDEX, SESSION, Engine, Outbox
+from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
 from tactful.core.events import (
     ConsentEvents,
     CustomerEvent,
@@ -19,7 +19,15 @@ from tactful.core.events import (
     StorefrontEvent,
     StorefrontEvents,
 )
-from tactful.core.messages import AdoptSession, CartIndex, EraseSession, SessionFact, SkuSignal
+from tactful.core.messages import (
+    AdoptSession,
+    CartIndex,
+    EraseSession,
+    ErasureMark,
+    SessionFact,
+    SkuSignal,
+    erasure_key,
+)
 from tactful.core.state import CustomerState, SessionState, SkuState
 
 __all__ = ["ConsentEvents", "Pipeline"]
@@ -32,6 +40,7 @@ class Pipeline:
         self.customers: dict[str, CustomerState] = {}
         self.skus: dict[str, SkuState] = {}
         self.holders: dict[str, dict[str, None]] = {}  # sku -> customers holding it
+        self.erasures: dict[str, ErasureMark] = {}  # erasure_key -> mark
         self.clock = float("-inf")
         self._timers: list[tuple[float, str, str]] = []
         self._scheduled: dict[tuple[str, str], float] = {}
@@ -96,6 +105,9 @@ class Pipeline:
                 assert isinstance(msg, SkuSignal)
                 for customer_id in list(self.holders.get(key, ())):
                     self._customer(customer_id, msg, t, out)
+            elif scope == ERASED:
+                assert isinstance(msg, ErasureMark)
+                self.erasures[key] = msg
             elif scope == INDEX:
                 assert isinstance(msg, CartIndex)
                 holders = self.holders.setdefault(key, {})
@@ -125,7 +137,12 @@ class Pipeline:
             self._reschedule(SESSION, key, state)
 
     def _customer(self, key: str, msg: object, t: float, out: Outbox) -> None:
-        kept = self.engine.on_customer(self.customers.get(key), msg, t, out)
+        state = self.customers.get(key)
+        if state is None and self.erasures and not self.engine.admits(
+            self.erasures.get(erasure_key(key)), msg, t
+        ):
+            return
+        kept = self.engine.on_customer(state, msg, t, out)
         if kept is None:
             self.customers.pop(key, None)
             self._scheduled.pop((CUSTOMER, key), None)

@@ -45,10 +45,10 @@ from aiokafka.partitioner import murmur2
 from tactful.adapters.codec import Rejected, dead_letter, decode_message, encode
 from tactful.adapters.topics import TopicSpec
 from tactful.adapters.wire import Tick, Watermark, pack, unpack
-from tactful.core.engine import CUSTOMER, HOLDERS, INDEX, SESSION, Engine, Outbox
+from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
 from tactful.core.events import CustomerEvent, PriceChange, StockLevel, StorefrontEvent
 from tactful.core.links import LinkSigner
-from tactful.core.messages import CartIndex, EraseSession, SkuSignal
+from tactful.core.messages import CartIndex, EraseSession, ErasureMark, SkuSignal, erasure_key
 from tactful.core.policy import Policy
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.app import bytes_table, create_app
@@ -161,6 +161,8 @@ class Worker:
         self.customers = bytes_table(app_, "customers", self.partitions)
         self.skus = bytes_table(app_, "skus", self.partitions)
         self.clocks = bytes_table(app_, "clocks", self.partitions)
+        # erasure_key -> ErasureMark: written in the erased customer's partition.
+        self.erasures = bytes_table(app_, "erasures", self.partitions)
         self.timers: dict[tuple[str, int], Timers] = {}
         self.holders: dict[int, dict[str, dict[str, None]]] = {}
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
@@ -178,7 +180,7 @@ class Worker:
         specs += [TopicSpec(self.settings.topic(name), n, r) for name in OUTPUT_TOPICS]
         # Changelogs too, compacted: erasure's tombstones then remove the keys for good.
         compact = {"cleanup.policy": "compact"}
-        for table in (self.sessions, self.customers, self.skus, self.clocks):
+        for table in (self.sessions, self.customers, self.skus, self.clocks, self.erasures):
             specs.append(TopicSpec(table.changelog_topic.get_topic_name(), n, r, dict(compact)))
         return specs
 
@@ -270,6 +272,9 @@ class Worker:
                     await self.topics["customer-events"].send(
                         key=key.encode(), value=data, partition=p
                     )
+            elif scope == ERASED:
+                assert isinstance(msg, ErasureMark)
+                self.erasures[key.encode()] = msgspec.msgpack.encode(msg)
             elif scope == INDEX:
                 assert isinstance(msg, CartIndex)
                 holders = self._holders(partition)
@@ -590,6 +595,11 @@ class Worker:
         self, p: int, key: str, item: object, t: float, seq: str, out: Outbox
     ) -> None:
         state = self._load(self.customers, CustomerState, key)
+        if state is None:
+            raw = self.erasures.get(erasure_key(key).encode())
+            mark = None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+            if not self.engine.admits(mark, item, t):
+                return
         kept = self.engine.on_customer(state, item, t, out)
         self._store(self.customers, key, kept)
         if kept is not None:
