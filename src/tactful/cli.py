@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from tactful import __version__
 from tactful.core.errors import PolicyError
@@ -42,8 +42,15 @@ def _positive(value: str) -> int:
     return n
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``tactful replay: ...``), exit 2; --help stays full."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tactful",
         description="Decides when a storefront may contact a shopper, on which channel, "
         "and when it must not.",

@@ -100,7 +100,7 @@ class Deployment:
             self.stop(proc)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: PLW1510 - checked below, with stderr
             [sys.executable, "-m", "tactful.cli", *args], env=self.env(), cwd=self.tmp,
             capture_output=True, timeout=300,
         )

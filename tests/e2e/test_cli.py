@@ -1,0 +1,81 @@
+"""The `tactful` command as a user runs it: exit codes, one-line errors, files written."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+STORY = ROOT / "tests" / "scenarios" / "sms_3am" / "events.jsonl"
+
+
+def tactful(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "tactful.cli", *args], check=False,
+                          capture_output=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = tactful("--help")
+    assert result.returncode == 0
+    for name in ("worker", "produce", "generate", "replay", "explain"):
+        assert name.encode() in result.stdout
+
+
+def test_replay_is_byte_identical_across_runs(tmp_path: Path) -> None:
+    outputs = []
+    for run in range(2):
+        out, dec = tmp_path / f"i{run}.jsonl", tmp_path / f"d{run}.jsonl"
+        result = tactful("replay", str(STORY), "--out", str(out), "--decisions", str(dec))
+        assert result.returncode == 0, result.stderr
+        outputs.append((out.read_bytes(), dec.read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0].count(b"\n") == 3  # two deferred sms, one cancelled
+
+
+def test_bad_lines_are_reported_dead_lettered_and_skipped(tmp_path: Path) -> None:
+    lines = STORY.read_bytes().splitlines()
+    bad = b'{"event_id":"x","type":"teleport","ts":"2026-05-20T00:00:00Z"}'
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join([lines[0], b"{not json", *lines[1:3], bad, *lines[3:]]) + b"\n")
+    dead = tmp_path / "dead.jsonl"
+    good_out, mixed_out = tmp_path / "good.jsonl", tmp_path / "mixed-out.jsonl"
+    tactful("replay", str(STORY), "--out", str(good_out), "--decisions", str(tmp_path / "g"))
+    result = tactful("replay", str(mixed), "--out", str(mixed_out), "--decisions",
+                     str(tmp_path / "m"), "--deadletter", str(dead))
+    assert result.returncode == 0
+    errors = result.stderr.decode().strip().splitlines()
+    assert len(errors) == 2
+    assert ":2:" in errors[0] and ":5:" in errors[1] and "unknown type" in errors[1]
+    records = [orjson.loads(x) for x in dead.read_bytes().splitlines()]
+    assert [r["offset"] for r in records] == [2, 5]
+    assert base64.b64decode(records[1]["original"]) == bad
+    assert all(r["reason"] and r["topic"] for r in records)
+    assert mixed_out.read_bytes() == good_out.read_bytes()  # bad lines change nothing
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = "x"\nbogus = 1\n')
+    cases = [
+        ("replay", str(STORY), "--until", "yesterday"),
+        ("replay", str(tmp_path / "missing.jsonl")),
+        ("replay", str(STORY), "--policy", str(policy)),
+        ("generate", "--customers", "-1", "--events", "3"),
+        ("explain", "cust-1"),
+    ]
+    for args in cases:
+        result = tactful(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.decode().strip().splitlines()) == 1, (args, result.stderr)
+    assert b"bogus" in tactful("replay", str(STORY), "--policy", str(policy)).stderr
+
+
+def test_generate_is_deterministic(tmp_path: Path) -> None:
+    a = tactful("generate", "--customers", "20", "--events", "500", "--seed", "3").stdout
+    b = tactful("generate", "--customers", "20", "--events", "500", "--seed", "3").stdout
+    assert a == b and a.count(b"\n") == 500
