@@ -34,7 +34,7 @@ schemas: install
 	$(PY) -m tactful.adapters.schemas --write schemas
 
 unit: install
-	$(PY) -m pytest $(PYTEST_FLAGS) tests/unit tests/property tests/scenarios tests/e2e
+	$(PY) -m pytest $(PYTEST_FLAGS) -n 2 tests/unit tests/property tests/scenarios tests/e2e
 
 # The broker is started here and stopped whatever the tests' outcome.
 integration: install
