@@ -42,7 +42,7 @@ import faust
 import msgspec
 from aiokafka.partitioner import murmur2
 
-from tactful.adapters.codec import Rejected, dead_letter, decode_message, encode
+from tactful.adapters.codec import Rejected, dead_letter, decode_event, decode_message, encode
 from tactful.adapters.topics import TopicSpec
 from tactful.adapters.wire import Tick, Watermark, pack, unpack
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
@@ -120,13 +120,17 @@ class Timers:
 
 @dataclass
 class Pending:
-    """A customer-side input waiting for the watermark (stream clock)."""
+    """A customer-side input waiting for the watermark (stream clock).
+
+    It is also stored in the ``pending`` table under ``key`` until applied, so a crash or
+    a rebalance hands it to the partition's next owner; the input itself is acked at once.
+    """
 
     ts: float
     seq: tuple[int, ...]
     order: int
     item: object
-    event: Any = field(compare=False)
+    key: bytes = field(compare=False)
 
 
 @dataclass
@@ -136,6 +140,7 @@ class PartitionClock:
     clock: float = NEG_INF
     sources: dict[str, float] = field(default_factory=dict)  # customer side: upstream marks
     buffer: list[tuple[float, tuple[int, ...], int, Pending]] = field(default_factory=list)
+    buffered: set[bytes] = field(default_factory=set)
     loaded: bool = False
 
 
@@ -163,11 +168,12 @@ class Worker:
         self.clocks = bytes_table(app_, "clocks", self.partitions)
         # erasure_key -> ErasureMark: written in the erased customer's partition.
         self.erasures = bytes_table(app_, "erasures", self.partitions)
+        # Stream clock: customer-side inputs waiting for the watermark, by partition.
+        self.pending = bytes_table(app_, "pending", self.partitions)
         self.timers: dict[tuple[str, int], Timers] = {}
         self.holders: dict[int, dict[str, dict[str, None]]] = {}
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
         self._order = itertools.count()
-        self._acks: dict[int, int] = {}
         self._register()
 
     # ----------------------------------------------------------------- wiring
@@ -180,7 +186,8 @@ class Worker:
         specs += [TopicSpec(self.settings.topic(name), n, r) for name in OUTPUT_TOPICS]
         # Changelogs too, compacted: erasure's tombstones then remove the keys for good.
         compact = {"cleanup.policy": "compact"}
-        for table in (self.sessions, self.customers, self.skus, self.clocks, self.erasures):
+        for table in (self.sessions, self.customers, self.skus, self.clocks, self.erasures,
+                      self.pending):
             specs.append(TopicSpec(table.changelog_topic.get_topic_name(), n, r, dict(compact)))
         return specs
 
@@ -211,7 +218,7 @@ class Worker:
 
         @app.agent(customer_stream, name="tactful.customers")
         async def customers_agent(stream: Any) -> None:
-            async for event in stream.noack().events():
+            async for event in stream.events():
                 await self.on_customer_record(event)
 
         @app.timer(interval=self.settings.tick_seconds)  # type: ignore[untyped-decorator]
@@ -351,6 +358,8 @@ class Worker:
                 saved = msgspec.msgpack.decode(raw, type=dict[str, float])
                 found.clock = saved.pop("", NEG_INF)
                 found.sources.update(saved)
+            if scope == CUSTOMER and self.stream_clock:
+                self._reload_pending(partition, found)
         return found
 
     def _save_clock(self, scope: str, partition: int, clock: PartitionClock) -> None:
@@ -473,6 +482,7 @@ class Worker:
         p = message.partition
         customer_topic = message.topic == self.settings.topic("customer-events")
         items: list[tuple[float, str, object]] = []
+        raws: list[bytes] = []  # what the pending table keeps of each item
         if not customer_topic:
             marker = _header(message.headers, CLOCK_HEADER)
             source = f"{message.topic.rsplit('.', 1)[-1]}:{p}"
@@ -483,7 +493,6 @@ class Worker:
                                                 _parse_ts(marker))
                     self._save_clock(CUSTOMER, p, clock)
                     await self._release(p)
-                event.ack()
                 return
             seq = _header(message.headers, SEQ_HEADER) or ""
             for index, decoded in enumerate(decode_message(message.value or b"")):
@@ -494,6 +503,7 @@ class Worker:
                 item = decoded
                 t = item.ts.timestamp()
                 items.append((t, f"{seq}.{index}" if seq and index else seq, item))
+                raws.append(b"e" + msgspec.json.encode(item))
                 if self.stream_clock:
                     clock = self._clock(CUSTOMER, p)
                     clock.sources[source] = max(clock.sources.get(source, NEG_INF), t)
@@ -501,7 +511,6 @@ class Worker:
             try:
                 envelope = unpack(message.value)
             except msgspec.DecodeError:
-                event.ack()
                 return
             body = envelope.body
             if isinstance(body, Tick):
@@ -509,7 +518,6 @@ class Worker:
                     self._save_clock(CUSTOMER, p, self._clock(CUSTOMER, p))
                 else:
                     await self._customer_time(p, body.now)
-                event.ack()
                 return
             if isinstance(body, Watermark):
                 if self.stream_clock:
@@ -517,23 +525,37 @@ class Worker:
                     clock.sources[body.source] = max(clock.sources.get(body.source, NEG_INF),
                                                      body.ts)
                     await self._release(p)
-                event.ack()
                 return
             items.append((envelope.ts, envelope.seq, body))
+            raws.append(b"w" + message.value)
         if not self.stream_clock:
             for t, seq, entry in items:
                 await self._apply_customer(p, entry, t, seq)
-            event.ack()
             return
         if not items:
-            event.ack()
             return
         clock = self._clock(CUSTOMER, p)
-        self._acks[id(event)] = len(items)
-        for t, seq, entry in items:
-            pending = Pending(t, seq_key(seq), next(self._order), entry, event)
-            heapq.heappush(clock.buffer, (t, pending.seq, pending.order, pending))
+        short = message.topic.rsplit(".", 1)[-1]
+        for index, ((t, seq, entry), raw) in enumerate(zip(items, raws, strict=True)):
+            key = f"{p}/{short}/{message.partition}/{message.offset}/{index}".encode()
+            if key in clock.buffered:
+                continue  # redelivered while still waiting
+            self.pending[key] = msgspec.msgpack.encode((t, seq, raw))
+            self._buffer(clock, Pending(t, seq_key(seq), next(self._order), entry, key))
         await self._release(p)
+
+    @staticmethod
+    def _buffer(clock: PartitionClock, pending: Pending) -> None:
+        clock.buffered.add(pending.key)
+        heapq.heappush(clock.buffer, (pending.ts, pending.seq, pending.order, pending))
+
+    def _reload_pending(self, p: int, clock: PartitionClock) -> None:
+        """A partition's waiting inputs, as a previous owner left them in the table."""
+        prefix = f"{p}/".encode()
+        for key in sorted(k for k in self.pending if k.startswith(prefix)):
+            t, seq, raw = msgspec.msgpack.decode(self.pending[key], type=tuple[float, str, bytes])
+            item: object = decode_event(raw[1:]) if raw[:1] == b"e" else unpack(raw[1:]).body
+            self._buffer(clock, Pending(t, seq_key(seq), next(self._order), item, key))
 
     def _watermark_of(self, p: int, clock: PartitionClock) -> float:
         n = self.partitions
@@ -549,12 +571,9 @@ class Worker:
             _, _, _, pending = heapq.heappop(clock.buffer)
             await self._customer_time(p, pending.ts)
             await self._apply_customer(p, pending.item, pending.ts, "")
-            left = self._acks[id(pending.event)] - 1
-            if left:
-                self._acks[id(pending.event)] = left
-            else:
-                del self._acks[id(pending.event)]
-                pending.event.ack()
+            clock.buffered.discard(pending.key)
+            if pending.key in self.pending:
+                del self.pending[pending.key]
         if mark > NEG_INF:
             await self._customer_time(p, mark)
 
