@@ -111,12 +111,37 @@ class Deployment:
     def read(self, name: str, quiet_seconds: float = 6.0, timeout: float = 240.0,
              at_least: int = 0) -> list[tuple[bytes | None, bytes]]:
         """Everything on the topic, once it has been quiet for ``quiet_seconds``."""
-        return asyncio.run(self._read(name, quiet_seconds, timeout, at_least))
+        return asyncio.run(self._read(self.topic(name), quiet_seconds, timeout, at_least))
 
-    async def _read(self, name: str, quiet: float, timeout: float,
+    def read_topic(
+        self, topic: str, quiet_seconds: float = 3.0
+    ) -> list[tuple[bytes | None, bytes]]:
+        """Like ``read`` for a topic named in full (a changelog, say); tombstones as None."""
+        return asyncio.run(self._read(topic, quiet_seconds, 60.0, 0))
+
+    def first_arrival(self, name: str, timeout: float = 60.0) -> tuple[bytes, float]:
+        """The first record of the topic and the wall-clock time it could be read."""
+        return asyncio.run(self._first(self.topic(name), timeout))
+
+    async def _first(self, topic: str, timeout: float) -> tuple[bytes, float]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=100)
+                for batch in batches.values():
+                    for record in batch:
+                        return record.value, time.time()
+        finally:
+            await consumer.stop()
+        raise AssertionError(f"nothing on {topic} within {timeout}s: {self.logs()[-2000:]}")
+
+    async def _read(self, topic: str, quiet: float, timeout: float,
                     at_least: int) -> list[tuple[bytes | None, bytes]]:
         consumer = AIOKafkaConsumer(
-            self.topic(name), bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
         await consumer.start()
