@@ -409,23 +409,32 @@ class Worker:
             await self._apply_session(p, body.session_id, body, envelope.ts, envelope.seq)
 
     async def _session_time(self, p: int, now: float) -> None:
-        clock = self._clock(SESSION, p)
+        await self._fire_due(SESSION, p, now)
+
+    async def _fire_due(self, scope: str, p: int, now: float) -> None:
+        """Move the partition's clock to ``now`` and advance every key due by then."""
+        clock = self._clock(scope, p)
         clock.clock = max(clock.clock, now)
+        timers = self._timers(scope, p)
+        table = self.sessions if scope == SESSION else self.customers
         out = Outbox()
-        timers = self._timers(SESSION, p)
         while (entry := timers.pop_due(now)) is not None:
             due, key = entry
-            state = self._load(self.sessions, SessionState, key)
+            state = self._load(table, SessionState if scope == SESSION else CustomerState, key)
             if state is None:
                 continue
             actual = self.engine.next_due(state)
             if actual is not None and actual > due:
-                self._timers(SESSION, p).schedule(key, actual)
+                timers.schedule(key, actual)  # moved later since it was queued
                 continue
-            kept = self.engine.advance_session(state, due, out)
-            self._store(self.sessions, key, kept)
+            kept: SessionState | CustomerState | None
+            if isinstance(state, SessionState):
+                kept = self.engine.advance_session(state, due, out)
+            else:
+                kept = self.engine.advance_customer(state, due, out)
+            self._store(table, key, kept)
             if kept is not None:
-                self._timers(SESSION, p).schedule(key, self.engine.next_due(kept))
+                timers.schedule(key, self.engine.next_due(kept))
             await self.flush(out, due, "", p)
 
     async def _apply_session(
@@ -578,23 +587,7 @@ class Worker:
             await self._customer_time(p, mark)
 
     async def _customer_time(self, p: int, now: float) -> None:
-        clock = self._clock(CUSTOMER, p)
-        clock.clock = max(clock.clock, now)
-        timers = self._timers(CUSTOMER, p)
-        out = Outbox()
-        while (entry := timers.pop_due(now)) is not None:
-            due, key = entry
-            state = self._load(self.customers, CustomerState, key)
-            if state is None:
-                continue
-            actual = self.engine.next_due(state)
-            if actual is not None and actual > due:
-                timers.schedule(key, actual)
-                continue
-            self.engine.advance_customer(state, due, out)
-            self._store(self.customers, key, state)
-            timers.schedule(key, self.engine.next_due(state))
-            await self.flush(out, due, "", p)
+        await self._fire_due(CUSTOMER, p, now)
 
     async def _apply_customer(self, p: int, item: object, t: float, seq: str) -> None:
         out = Outbox()
