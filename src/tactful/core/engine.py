@@ -131,6 +131,12 @@ class Engine:
         if st is None:
             st = SessionState(ev.session_id)
         if not self._first_time(st.seen, ev.event_id, t):
+            # A repeat changes nothing here, but a bound session passes it on again: after a
+            # crash the first forward may be the part that was lost. The customer side
+            # drops it if it did arrive (it deduplicates by event_id too).
+            if st.customer_id is not None and not isinstance(ev, _NOT_FORWARDED):
+                fact = SessionFact(st.customer_id, st.session_id, ev)
+                out.internal.append((CUSTOMER, st.customer_id, fact))
             return st
         st.last_seen = max(st.last_seen, t)
         if isinstance(ev, Logout):
