@@ -46,7 +46,7 @@ from tactful.adapters.codec import Rejected, dead_letter, decode_event, decode_m
 from tactful.adapters.topics import TopicSpec
 from tactful.adapters.wire import Tick, Watermark, pack, unpack
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
-from tactful.core.events import CustomerEvent, PriceChange, StockLevel, StorefrontEvent
+from tactful.core.events import CustomerEvent, Event, PriceChange, StockLevel, StorefrontEvent
 from tactful.core.links import LinkSigner
 from tactful.core.messages import CartIndex, EraseSession, ErasureMark, SkuSignal, erasure_key
 from tactful.core.policy import Policy
@@ -297,6 +297,22 @@ class Worker:
         out.decisions.clear()
         out.internal.clear()
 
+    async def _inputs(self, message: Any) -> tuple[float | None, list[tuple[Event, float, str]]]:
+        """An input-topic record: its clock marker's time, or its valid events with their
+        time and sequence (``LINE`` or ``LINE.INDEX``); bad elements are dead-lettered."""
+        marker = _header(message.headers, CLOCK_HEADER)
+        if marker is not None:
+            return _parse_ts(marker), []
+        seq = _header(message.headers, SEQ_HEADER) or ""
+        events: list[tuple[Event, float, str]] = []
+        for index, item in enumerate(decode_message(message.value or b"")):
+            if isinstance(item, Rejected):
+                await self.dead_letter(message, item)
+            else:
+                item_seq = f"{seq}.{index}" if seq and index else seq
+                events.append((item, item.ts.timestamp(), item_seq))
+        return None, events
+
     async def dead_letter(self, message: Any, rejected: Rejected) -> None:
         record = dead_letter(rejected, message.topic, message.partition, message.offset)
         await self.topics["deadletter"].send(key=message.key, value=record)
@@ -372,22 +388,16 @@ class Worker:
     async def on_session_record(self, message: Any) -> None:
         p = message.partition
         if message.topic == self.settings.topic("storefront"):
-            marker = _header(message.headers, CLOCK_HEADER)
+            marker, events = await self._inputs(message)
             if marker is not None:
                 if self.stream_clock:
-                    await self._session_time(p, _parse_ts(marker))
+                    await self._session_time(p, marker)
                     # Saved at once: a new owner after a rebalance must not lose the marker.
                     self._save_clock(SESSION, p, self._clock(SESSION, p))
                     await self._watermark(f"session:{p}", self._clock(SESSION, p).clock)
                 return
-            seq = _header(message.headers, SEQ_HEADER) or ""
-            for index, item in enumerate(decode_message(message.value or b"")):
-                if isinstance(item, Rejected):
-                    await self.dead_letter(message, item)
-                    continue
+            for item, t, item_seq in events:
                 assert isinstance(item, StorefrontEvent)
-                t = item.ts.timestamp()
-                item_seq = f"{seq}.{index}" if seq and index else seq
                 if self.stream_clock:
                     await self._session_time(p, t)
                 await self._apply_session(p, item.session_id, item, t, item_seq)
@@ -453,27 +463,22 @@ class Worker:
     async def on_sku_record(self, message: Any) -> None:
         p = message.partition
         if message.topic == self.settings.topic("inventory"):
-            marker = _header(message.headers, CLOCK_HEADER)
+            marker, events = await self._inputs(message)
             if marker is not None:
                 if self.stream_clock:
                     clock = self._clock("sku", p)
-                    clock.clock = max(clock.clock, _parse_ts(marker))
+                    clock.clock = max(clock.clock, marker)
                     self._save_clock("sku", p, clock)
                     await self._watermark(f"sku:{p}", clock.clock)
                 return
-            seq = _header(message.headers, SEQ_HEADER) or ""
-            for index, item in enumerate(decode_message(message.value or b"")):
-                if isinstance(item, Rejected):
-                    await self.dead_letter(message, item)
-                    continue
+            for item, t, item_seq in events:
                 assert isinstance(item, StockLevel | PriceChange)
-                t = item.ts.timestamp()
                 clock = self._clock("sku", p)
                 clock.clock = max(clock.clock, t)
                 out = Outbox()
                 state = self._load(self.skus, SkuState, item.sku)
                 self._store(self.skus, item.sku, self.engine.on_sku(state, item, t, out))
-                await self.flush(out, t, f"{seq}.{index}" if seq and index else seq, p)
+                await self.flush(out, t, item_seq, p)
             return
         try:
             envelope = unpack(message.value)
@@ -493,25 +498,18 @@ class Worker:
         items: list[tuple[float, str, object]] = []
         raws: list[bytes] = []  # what the pending table keeps of each item
         if not customer_topic:
-            marker = _header(message.headers, CLOCK_HEADER)
+            marker, events = await self._inputs(message)
             source = f"{message.topic.rsplit('.', 1)[-1]}:{p}"
             if marker is not None:
                 if self.stream_clock:
                     clock = self._clock(CUSTOMER, p)
-                    clock.sources[source] = max(clock.sources.get(source, NEG_INF),
-                                                _parse_ts(marker))
+                    clock.sources[source] = max(clock.sources.get(source, NEG_INF), marker)
                     self._save_clock(CUSTOMER, p, clock)
                     await self._release(p)
                 return
-            seq = _header(message.headers, SEQ_HEADER) or ""
-            for index, decoded in enumerate(decode_message(message.value or b"")):
-                if isinstance(decoded, Rejected):
-                    await self.dead_letter(message, decoded)
-                    continue
-                assert isinstance(decoded, CustomerEvent)
-                item = decoded
-                t = item.ts.timestamp()
-                items.append((t, f"{seq}.{index}" if seq and index else seq, item))
+            for item, t, item_seq in events:
+                assert isinstance(item, CustomerEvent)
+                items.append((t, item_seq, item))
                 raws.append(b"e" + msgspec.json.encode(item))
                 if self.stream_clock:
                     clock = self._clock(CUSTOMER, p)
