@@ -34,11 +34,9 @@ class CheckedEngine(Engine):
 def test_no_key_stays_due_after_it_was_advanced() -> None:
     for seed in (1, 2, 3):
         lines = [dumps_line(e) for e in generate(150, 4000, seed=seed)]
-        last = 0.0
         stats = replay_lines(lines, CheckedEngine(load_policy()), io.BytesIO(), io.BytesIO(),
                              until=None)
         assert stats.events == 4000
-        del last
 
 
 def test_a_long_run_out_forgets_idle_sessions_and_carts() -> None:
