@@ -951,6 +951,42 @@ def test_gift_purchase_does_not_stop_browse_of_other_products_elsewhere() -> Non
     assert s.one("browse_abandonment").outcome == "emitted"
 
 
+@pytest.mark.parametrize("housekeeping", [False, True], ids=["plain", "tidied-between"])
+def test_views_that_left_the_window_no_longer_tie_browse_to_a_gift_session(
+        housekeeping: bool) -> None:
+    # Two views in what became a gift session, then, a day and a half later, three
+    # views elsewhere: only those count, so the gift session does not exclude them.
+    # The outcome must not depend on whether housekeeping tidied the old views away
+    # in between (a cart reminder firing at 30 h runs it); the worker and replay run
+    # housekeeping at different moments.
+    s = Story()
+    s.consent(-1, "email")
+    s.view(0, sku="sku-x", sess="sess-gift")
+    s.view(0.5, sku="sku-x", sess="sess-gift")
+    s.purchase(1, ("sku-g", 1, 40.0), sess="sess-gift", gift=True)
+    if housekeeping:
+        s.add(26, sku="sku-c", sess="sess-cart")
+        s.until(31)
+    fresh = [s.view(h, sku="sku-x", sess="sess-2").event_id for h in (40, 40.5, 41)]
+    s.until(24 * 4)
+    d = s.one("browse_abandonment")
+    assert (d.outcome, d.trigger_event_ids) == ("emitted", fresh)
+
+
+def test_an_adopted_session_merges_only_views_inside_the_window() -> None:
+    s = Story()
+    s.consent(-1, "email")
+    s.view(0, sku="sku-x", sess="sess-gift")
+    s.view(0.5, sku="sku-x", sess="sess-gift")
+    s.purchase(1, ("sku-g", 1, 40.0), sess="sess-gift", gift=True)
+    fresh = [s.view(h, sku="sku-x", sess="sess-3", cust=None, method="cookie").event_id
+             for h in (40, 40.5, 41)]
+    s.login(41.5, sess="sess-3")
+    s.until(24 * 4)
+    d = s.one("browse_abandonment")
+    assert (d.outcome, d.trigger_event_ids) == ("emitted", fresh)
+
+
 def test_reason_stale_when_the_customer_period_never_opens() -> None:
     s = Story()
     s.consent(-1, "push", "sms")

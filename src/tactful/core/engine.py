@@ -327,7 +327,7 @@ class Engine:
             item = (views.sku, 1, views.price, views.categories)
             return Firing(
                 kind, views.sku, [item], list(views.event_ids), due, views.times[-1],
-                tuple(views.sessions),
+                tuple(dict.fromkeys(views.sessions)),
             )
         cart = st.carts[target]
         items = [(ln.sku, ln.qty, ln.price, ln.categories) for ln in cart.lines.values()]
@@ -429,17 +429,24 @@ class Engine:
         views.categories = list(ev.category)
         views.times.append(t)
         views.event_ids.append(ev.event_id)
-        if sid not in views.sessions:
-            views.sessions.append(sid)
+        views.sessions.append(sid)
         if views.due is None:
             # Not armed yet: count only the views inside the window.
-            cutoff = t - self.policy.browse_view_window
-            while views.times and views.times[0] <= cutoff:
-                views.times.pop(0)
-                views.event_ids.pop(0)
+            self._prune_views(views, t - self.policy.browse_view_window)
             if len(views.times) < self.policy.browse_min_views:
                 return
         views.due = max(views.times) + self._browse.delay
+
+    @staticmethod
+    def _prune_views(views: Views, cutoff: float) -> None:
+        """Forget an unarmed entry's views at or before ``cutoff`` (with their sessions:
+        a view that no longer counts does not taint the trigger either). The same cut
+        whether or not housekeeping (``_tidy_views``) ran first."""
+        keep = [i for i, x in enumerate(views.times) if x > cutoff]
+        if len(keep) != len(views.times):
+            views.times = [views.times[i] for i in keep]
+            views.event_ids = [views.event_ids[i] for i in keep]
+            views.sessions = [views.sessions[i] for i in keep]
 
     def _purchase(
         self,
@@ -569,17 +576,27 @@ class Engine:
                 mine.last_activity = cart.last_activity
                 mine.last_event_id = cart.last_event_id
             self._touch(mine, True, mine.last_event_id, mine.last_activity)
+        cutoff = msg.at - self.policy.browse_view_window
         for pid, views in msg.views.items():
             prior = st.views.get(pid)
+            if prior is not None and prior.due is None:
+                self._prune_views(prior, cutoff)  # what housekeeping may already have done
+                if not prior.times:
+                    prior = None
+            if views.due is None:
+                self._prune_views(views, cutoff)
+                if not views.times:
+                    continue
             if prior is None:
                 st.views[pid] = views
                 continue
-            merged = sorted(
-                zip(prior.times + views.times, prior.event_ids + views.event_ids, strict=True)
-            )
+            merged = sorted(zip(
+                prior.times + views.times, prior.event_ids + views.event_ids,
+                prior.sessions + views.sessions, strict=True,
+            ))
             prior.times = [m[0] for m in merged]
             prior.event_ids = [m[1] for m in merged]
-            prior.sessions += [s for s in views.sessions if s not in prior.sessions]
+            prior.sessions = [m[2] for m in merged]
             if prior.due is not None or views.due is not None:
                 prior.due = max(prior.times) + self._browse.delay
             elif len(prior.times) >= self.policy.browse_min_views:

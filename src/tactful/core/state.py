@@ -45,7 +45,7 @@ class Views(Struct, gc=False, omit_defaults=True):
     categories: list[str]
     times: list[float]
     event_ids: list[str]
-    sessions: list[str]
+    sessions: list[str]  # the session of each view (parallel to times and event_ids)
     due: float | None = None
 
 
