@@ -44,6 +44,7 @@ class Deployment:
             "TACTFUL_APP_ID": self.app_id,
             "TACTFUL_PARTITIONS": str(self.partitions),
             "TACTFUL_TICK_SECONDS": "0.3",
+            "TACTFUL_SESSION_TIMEOUT": "8",
             "TACTFUL_LOG_LEVEL": "warning",
         })
         env.update(self.extra_env)
@@ -113,7 +114,8 @@ class Deployment:
 
     def read(self, name: str, quiet_seconds: float = 6.0, timeout: float = 240.0,
              at_least: int = 0) -> list[tuple[bytes | None, bytes]]:
-        """Everything on the topic, once it has been quiet for ``quiet_seconds``."""
+        """Everything committed on the topic, once it has been quiet for ``quiet_seconds``
+        (read_committed: records of aborted transactions are not there)."""
         return asyncio.run(self._read(self.topic(name), quiet_seconds, timeout, at_least))
 
     def read_topic(
@@ -145,7 +147,7 @@ class Deployment:
                     at_least: int) -> list[tuple[bytes | None, bytes]]:
         consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False,
+            enable_auto_commit=False, isolation_level="read_committed",
         )
         await consumer.start()
         records: list[tuple[bytes | None, bytes]] = []

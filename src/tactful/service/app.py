@@ -12,8 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TransportT
 
+from tactful.service.gate import ChangelogGate, GatedTable, GatedTransport
 from tactful.service.settings import Settings
+
+
+class TactfulApp(faust.App):
+    """A Faust app whose at-least-once commits keep outputs ahead of state (see ``gate``)."""
+
+    changelog_gate: ChangelogGate | None = None
+
+    def _new_transport(self) -> TransportT:
+        return GatedTransport(self.conf.broker_consumer, self)
 
 
 def _credentials(settings: Settings) -> Any:
@@ -60,14 +71,18 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> f
         "producer_max_batch_size": 1024 * 1024,
         "producer_acks": -1,
         "broker_commit_interval": 1.0,
+        # A worker that dies without leaving the group holds its partitions this long.
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout / 4),
         "consumer_auto_offset_reset": "earliest",
         "key_serializer": "raw",
         "value_serializer": "raw",
         "table_cleanup_interval": 3600.0,
         "topic_allow_declare": True,
-        # The customer agent holds inputs unacknowledged until the watermark passes them
-        # (stream clock); a rebalance must not wait for those: the next owner gets them again.
-        "stream_wait_empty": False,
+        # A rebalance or a stop waits for the event each agent is working on: the
+        # engine's state and the outputs it computed leave together (see ``gate``).
+        "stream_wait_empty": True,
+        "Table": GatedTable,
         "web_graph_enabled": False,
         "web_stats_enabled": False,
         "web_tables_enabled": False,
@@ -76,7 +91,10 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> f
     if credentials is not None:
         options["broker_credentials"] = credentials
     options.update(extra)
-    return faust.App(app_id or settings.app_id, **options)
+    app = TactfulApp(app_id or settings.app_id, **options)
+    if settings.processing_guarantee != "exactly_once":
+        app.changelog_gate = ChangelogGate()
+    return app
 
 
 def bytes_table(app: faust.App, name: str, partitions: int | None = None, **options: Any) -> Any:

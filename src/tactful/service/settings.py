@@ -36,6 +36,7 @@ class Settings:
     web_port: int = 6066
     clock: str = "wall"
     tick_seconds: float = 1.0
+    session_timeout: float = 30.0
     processing_guarantee: str = "at_least_once"
     log_level: str = "info"
     policy_file: str | None = None
@@ -71,6 +72,19 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo:g} and {hi:g} seconds, got {value:g}")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, options: tuple[str, ...]) -> str:
     raw = env.get(name) or default
     if raw not in options:
@@ -84,13 +98,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     store = env.get("TACTFUL_STORE") or "memory://"
     if not (store.startswith("memory://") or store.startswith("rocksdb://")):
         raise SettingsError(f"TACTFUL_STORE must be memory:// or rocksdb://PATH, got {store!r}")
-    tick_raw = env.get("TACTFUL_TICK_SECONDS") or "1.0"
-    try:
-        tick = float(tick_raw)
-    except ValueError:
-        raise SettingsError(f"TACTFUL_TICK_SECONDS must be a number, got {tick_raw!r}") from None
-    if not 0.01 <= tick <= 60:
-        raise SettingsError(f"TACTFUL_TICK_SECONDS must be between 0.01 and 60, got {tick}")
+    tick = _seconds(env, "TACTFUL_TICK_SECONDS", 1.0, 0.01, 60.0)
+    session_timeout = _seconds(env, "TACTFUL_SESSION_TIMEOUT", 30.0, 6.0, 300.0)
     values: dict[str, object] = {
         "bootstrap": env.get("TACTFUL_BOOTSTRAP") or "127.0.0.1:9092",
         "app_id": env.get("TACTFUL_APP_ID") or "tactful",
@@ -103,6 +112,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "web_port": _int(env, "TACTFUL_WEB_PORT", 6066, 1, 65535),
         "clock": _choice(env, "TACTFUL_CLOCK", "wall", _CLOCKS),
         "tick_seconds": tick,
+        "session_timeout": session_timeout,
         "processing_guarantee": _choice(
             env, "TACTFUL_PROCESSING_GUARANTEE", "at_least_once", _GUARANTEES
         ),

@@ -236,6 +236,9 @@ class Worker:
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Derived per-partition state is rebuilt by whoever owns the partition next."""
+        gate = getattr(self.app, "changelog_gate", None)
+        if gate is not None:
+            gate.drop(partitions)
         for key in [k for k in self.timers if k[1] in partitions]:
             del self.timers[key]
         for key in [k for k in self.partition_clocks if k[1] in partitions]:
@@ -264,8 +267,11 @@ class Worker:
             await self.topics["intents"].send(key=key.encode(), value=encode(intent))
         for key, decision in out.decisions:
             await self.topics["decisions"].send(key=key.encode(), value=encode(decision))
+        local: list[tuple[str, str, object]] = []
         for scope, key, msg in out.internal:
-            if scope == CUSTOMER:
+            if scope in (ERASED, INDEX):
+                local.append((scope, key, msg))  # state: written after every send below
+            elif scope == CUSTOMER:
                 await self.topics["customer-events"].send(
                     key=key.encode(), value=pack(ts, seq, msg)  # type: ignore[arg-type]
                 )
@@ -279,7 +285,8 @@ class Worker:
                     await self.topics["customer-events"].send(
                         key=key.encode(), value=data, partition=p
                     )
-            elif scope == ERASED:
+        for scope, key, msg in local:
+            if scope == ERASED:
                 assert isinstance(msg, ErasureMark)
                 self.erasures[key.encode()] = msgspec.msgpack.encode(msg)
             elif scope == INDEX:
@@ -442,10 +449,10 @@ class Worker:
                 kept = self.engine.advance_session(state, due, out)
             else:
                 kept = self.engine.advance_customer(state, due, out)
+            await self.flush(out, due, "", p)  # outputs before state (see gate)
             self._store(table, key, kept)
             if kept is not None:
                 timers.schedule(key, self.engine.next_due(kept))
-            await self.flush(out, due, "", p)
 
     async def _apply_session(
         self, p: int, key: str, msg: Any, t: float, seq: str
@@ -453,10 +460,10 @@ class Worker:
         out = Outbox()
         state = self._load(self.sessions, SessionState, key)
         kept = self.engine.on_session(state, msg, t, out)
+        await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.sessions, key, kept)
         if kept is not None:
             self._timers(SESSION, p).schedule(key, self.engine.next_due(kept))
-        await self.flush(out, t, seq, p)
 
     # ----------------------------------------------------------------- skus
 
@@ -477,8 +484,9 @@ class Worker:
                 clock.clock = max(clock.clock, t)
                 out = Outbox()
                 state = self._load(self.skus, SkuState, item.sku)
-                self._store(self.skus, item.sku, self.engine.on_sku(state, item, t, out))
-                await self.flush(out, t, item_seq, p)
+                kept = self.engine.on_sku(state, item, t, out)
+                await self.flush(out, t, item_seq, p)  # outputs before state (see gate)
+                self._store(self.skus, item.sku, kept)
             return
         try:
             envelope = unpack(message.value)
@@ -611,12 +619,12 @@ class Worker:
             if not self.engine.admits(mark, item, t):
                 return
         kept = self.engine.on_customer(state, item, t, out)
+        await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.customers, key, kept)
         if kept is not None:
             self._timers(CUSTOMER, p).schedule(key, self.engine.next_due(kept))
         else:
             self._timers(CUSTOMER, p).scheduled.pop(key, None)
-        await self.flush(out, t, seq, p)
 
 
 def build(settings: Settings, policy: Policy) -> Worker:
