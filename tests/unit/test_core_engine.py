@@ -1287,6 +1287,30 @@ def test_duplicate_event_id_is_processed_once() -> None:
     assert [(x.sku, x.qty) for x in s.intents()[0].items] == [("sku-1", 1)]
 
 
+def test_a_repeat_of_a_view_from_before_login_counts_once() -> None:
+    # The anonymous view reaches the customer inside the adopted session; when it is
+    # delivered again after the login (a duplicate, or a redelivery after a crash), the
+    # bound session passes it on, and the customer must not count it a second time.
+    s = Story()
+    s.consent(-1, "email")
+    first = s.view(0, sku="sku-x", sess="sess-a", cust=None, method="cookie")
+    s.login(0.1, sess="sess-a")
+    s.feed(first)  # the same event again
+    s.view(0.2, sku="sku-x", sess="sess-a")
+    s.until(24 * 3)
+    assert s.decisions("browse_abandonment") == []  # two distinct views, not three
+
+
+def test_a_repeat_of_a_cart_add_from_before_login_does_not_add_up() -> None:
+    s = Story()
+    s.consent(-1, "email")
+    first = s.add(0, qty=2, sess="sess-a", cust=None, method="cookie")
+    s.login(0.1, sess="sess-a")
+    s.feed(first)
+    s.until(5)
+    assert [(x.sku, x.qty) for x in s.intents("abandoned_cart")[0].items] == [("sku-1", 2)]
+
+
 def test_duplicate_stock_event_is_processed_once() -> None:
     s = Story()
     s.stock(-1, "sku-s", 10, event_id="st-1")
@@ -1461,6 +1485,36 @@ def test_erasure_then_new_activity_starts_from_nothing() -> None:
     s.add(2, sku="sku-new")  # the customer comes back (a new verified session event)
     s.until(7)
     assert s.decisions("abandoned_cart")[-1].reason == "no_consent"  # consent was erased too
+
+
+def test_a_repeat_from_before_the_erasure_stays_out_after_the_customer_is_back() -> None:
+    # The customer returns (a new grant) and then an event id from before the erasure is
+    # delivered again, stamped later: the erasure mark travels with the new state, so
+    # the repeat is still not applied.
+    s = Story()
+    old = ConsentGranted(event_id="old-grant", ts=at(-3), customer_id="cust-1",
+                         channel="email", source="signup")
+    s.feed(old)
+    s.erase(-2)
+    s.feed(ConsentGranted(event_id="new-grant", ts=at(-1), customer_id="cust-1",
+                          channel="sms", source="checkout"))
+    s.feed(ConsentGranted(event_id="old-grant", ts=at(-0.5), customer_id="cust-1",
+                          channel="email", source="signup"))
+    s.add(0)
+    s.until(5)
+    assert [(i.channel, i.consent.source) for i in s.intents("abandoned_cart")] == [
+        ("sms", "checkout")
+    ]
+
+
+def test_an_input_stamped_before_the_erasure_stays_out_after_the_customer_is_back() -> None:
+    s = Story()
+    s.erase(0)
+    s.consent(1, "sms")
+    s.consent(-1, "email")  # arrives late, stamped before the erasure
+    s.add(2)
+    s.until(7)
+    assert [i.channel for i in s.intents("abandoned_cart")] == ["sms"]
 
 
 def test_erasure_of_an_unknown_customer_is_harmless() -> None:

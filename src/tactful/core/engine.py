@@ -149,7 +149,8 @@ class Engine:
             if verified not in st.bound:
                 st.bound.append(verified)
             if st.carts or st.views:
-                adopt = AdoptSession(verified, st.session_id, st.carts, st.views, t)
+                absorbed = [e for e in st.seen if e != ev.event_id]
+                adopt = AdoptSession(verified, st.session_id, st.carts, st.views, t, absorbed)
                 out.internal.append((CUSTOMER, verified, adopt))
                 st.carts = {}
                 st.views = {}
@@ -185,9 +186,39 @@ class Engine:
     # ----------------------------------------------------------------- customer
 
     def on_customer(
+        self, st: CustomerState | None, msg: object, t: float, out: Outbox,
+        mark: ErasureMark | None = None,
+    ) -> CustomerState | None:
+        """A consent or feedback event, or a message from the session or sku scope.
+
+        ``mark`` is the customer's erasure mark, which the runtime looks up only when
+        there is no state: a customer who comes back keeps it in the new state.
+        """
+        if st is None:
+            if mark is not None and not self.admits(mark, msg, t):
+                return None
+            if isinstance(msg, EraseRequested):
+                # Nothing is held: only the mark is written, so that inputs stamped before
+                # the request (arriving late) stay out all the same.
+                seen = mark.seen if mark is not None else frozenset()
+                out.internal.append((ERASED, erasure_key(msg.customer_id), ErasureMark(t, seen)))
+                return None
+            if mark is None:
+                return self._on_customer(st, msg, t, out)
+            kept = self._on_customer(st, msg, t, out)
+            if kept is not None:
+                kept.erased_at = mark.at
+                kept.erased_seen = mark.seen
+            return kept
+        if st.erased_at is not None and not self.admits(
+            ErasureMark(st.erased_at, st.erased_seen), msg, t
+        ):
+            return st
+        return self._on_customer(st, msg, t, out)
+
+    def _on_customer(
         self, st: CustomerState | None, msg: object, t: float, out: Outbox
     ) -> CustomerState | None:
-        """A consent or feedback event, or a message from the session or sku scope."""
         # Messages from other scopes are deduplicated too: the worker delivers at least once.
         if isinstance(msg, SessionFact):
             st = st or CustomerState(msg.customer_id)
@@ -554,6 +585,8 @@ class Engine:
 
     def _adopt(self, st: CustomerState, msg: AdoptSession, out: Outbox) -> None:
         self._note_session(st, msg.session_id, msg.at)
+        for event_id in msg.absorbed:
+            self._first_time(st.seen, event_id, msg.at)
         for sid, cart in msg.carts.items():
             for sku in cart.lines:
                 if not self._holds(st, sku):
@@ -726,7 +759,7 @@ class Engine:
             out.internal.append((INDEX, sku, CartIndex(sku, st.customer_id, False, t)))
         for sid in st.sessions:
             out.internal.append((SESSION, sid, EraseSession(sid, st.customer_id, t)))
-        seen = frozenset(event_hash(event_id) for event_id in st.seen)
+        seen = frozenset(event_hash(event_id) for event_id in st.seen) | st.erased_seen
         out.internal.append((ERASED, erasure_key(st.customer_id), ErasureMark(t, seen)))
 
     @staticmethod
@@ -750,6 +783,8 @@ class Engine:
 
     def _tidy(self, st: CustomerState, now: float, out: Outbox) -> None:
         """Forget what no rule can need any more: bounded state per customer."""
+        if st.erased_seen and now > (st.erased_at or 0.0) + self.policy.dedup_window:
+            st.erased_seen = frozenset()  # no redelivery is that late
         horizon = now - self.policy.longest_memory
         if st.sent and st.sent[0].created_at < horizon:
             st.sent = [s for s in st.sent if s.created_at >= horizon]

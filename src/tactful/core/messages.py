@@ -31,6 +31,10 @@ class AdoptSession(Struct, gc=False, frozen=True, tag="adopt_session"):
     carts: dict[str, Cart]
     views: dict[str, Views]
     at: float
+    # Events the session took in before it was bound (their effects are in carts and
+    # views): the customer counts them as seen, so that a repeat forwarded later by the
+    # now bound session is not applied a second time.
+    absorbed: list[str] = []
 
 
 class SkuSignal(Struct, gc=False, frozen=True, tag="sku_signal"):

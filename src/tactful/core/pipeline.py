@@ -138,11 +138,8 @@ class Pipeline:
 
     def _customer(self, key: str, msg: object, t: float, out: Outbox) -> None:
         state = self.customers.get(key)
-        if state is None and self.erasures and not self.engine.admits(
-            self.erasures.get(erasure_key(key)), msg, t
-        ):
-            return
-        kept = self.engine.on_customer(state, msg, t, out)
+        mark = self.erasures.get(erasure_key(key)) if state is None and self.erasures else None
+        kept = self.engine.on_customer(state, msg, t, out, mark)
         if kept is None:
             self.customers.pop(key, None)
             self._scheduled.pop((CUSTOMER, key), None)

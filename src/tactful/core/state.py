@@ -96,6 +96,10 @@ class CustomerState(Struct, gc=False, omit_defaults=True):
     gift_sessions: list[str] = []
     sent: list[Sent] = []
     sessions: list[str] = []  # sessions bound to this customer, for erasure
+    # Back after an erasure: inputs stamped before it, and repeats of the event ids it
+    # had seen (hashes, kept for the dedup window), are still not applied.
+    erased_at: float | None = None
+    erased_seen: frozenset[str] = frozenset()
 
 
 class SkuState(Struct, gc=False, omit_defaults=True):
