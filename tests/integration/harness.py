@@ -53,8 +53,10 @@ class Deployment:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        n = len(self.workers)
+    def start_worker(self, slot: int | None = None) -> subprocess.Popen[bytes]:
+        """A new worker process; ``slot`` reuses an earlier worker's data directory (a
+        restart on the same machine), by default each worker has its own."""
+        n = len(self.workers) if slot is None else slot
         env = self.env()
         env["TACTFUL_WEB_PORT"] = str(next(_ports))
         env["TACTFUL_DATA_DIR"] = str(self.tmp / f"data-{n}")

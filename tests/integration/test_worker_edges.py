@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.integration.harness import deployment
 
@@ -96,7 +98,9 @@ def test_wall_clock_fires_soon_after_the_due_time(kafka_bootstrap: str, tmp_path
         assert 0.0 <= late <= 2.0, late
 
 
-def test_erasure_leaves_tombstones_for_every_key(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_erasure_leaves_no_key_of_the_customer(kafka_bootstrap: str, tmp_path: Path,
+                                               store: str) -> None:
     start = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
     events = [
         {"event_id": "e1", "type": "consent_granted", "ts": _ts(start), "customer_id": "c-gone",
@@ -110,8 +114,8 @@ def test_erasure_leaves_tombstones_for_every_key(kafka_bootstrap: str, tmp_path:
         {"event_id": "e4", "type": "erase_requested", "ts": _ts(start + timedelta(hours=1)),
          "customer_id": "c-gone"},
     ]
-    with deployment(kafka_bootstrap, tmp_path) as dep:
-        dep.start_worker()
+    with deployment(kafka_bootstrap, tmp_path, extra_env={"TACTFUL_STORE": store}) as dep:
+        worker = dep.start_worker()
         dep.wait_ready(1)
         dep.cli("produce", str(_write(tmp_path / "erase.jsonl", events)), "--until",
                 _ts(start + timedelta(days=1)))
@@ -132,3 +136,74 @@ def test_erasure_leaves_tombstones_for_every_key(kafka_bootstrap: str, tmp_path:
         for k, v in dep.read_topic(f"{dep.app_id}-pending-changelog"):
             last[k] = v
         assert last and all(v is None for v in last.values())
+
+        # Compaction then removes the customer's keys from the changelogs altogether.
+        changelogs = [f"{dep.app_id}-{t}-changelog" for t in ("customers", "sessions")]
+        asyncio.run(_compact_now(kafka_bootstrap, changelogs))
+        deadline = time.monotonic() + 120
+        while True:
+            left = [(t, k) for t in changelogs for k, _ in dep.read_topic(t, quiet_seconds=1)
+                    if k in (b"c-gone", b"s-gone")]
+            if not left:
+                break
+            assert time.monotonic() < deadline, f"still in the changelogs: {left}"
+            asyncio.run(_roll_segments(kafka_bootstrap, changelogs, dep.partitions))
+            time.sleep(2)
+
+        dep.stop(worker)
+        if store.startswith("rocksdb"):
+            _assert_rocksdb_forgot(tmp_path / "data-0", (b"c-gone", b"s-gone"))
+
+
+async def _compact_now(bootstrap: str, topics: list[str]) -> None:
+    """Let the log cleaner work on these topics at once (test broker only)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([
+            ConfigResource(ConfigResourceType.TOPIC, topic, configs={
+                "cleanup.policy": "compact", "segment.ms": "500",
+                "min.cleanable.dirty.ratio": "0.001", "delete.retention.ms": "500",
+                "min.compaction.lag.ms": "0", "max.compaction.lag.ms": "1000",
+            })
+            for topic in topics
+        ])
+    finally:
+        await admin.close()
+
+
+async def _roll_segments(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """A record on every partition rolls the active segment (older than segment.ms), so the
+    cleaner may compact what was written before."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for topic in topics:
+            for p in range(partitions):
+                await producer.send_and_wait(topic, key=b"~filler", value=b"", partition=p)
+    finally:
+        await producer.stop()
+
+
+def _assert_rocksdb_forgot(data_dir: Path, keys: tuple[bytes, ...]) -> None:
+    from rocksdict import AccessType, Options, Rdict
+
+    stores = sorted(data_dir.rglob("*.db"))
+    names = {p.name.rsplit("-", 1)[0] for p in stores}
+    assert {"customers", "sessions", "erasures"} <= names, stores
+    seen = 0
+    for path in stores:
+        db = Rdict(str(path), options=Options(raw_mode=True),
+                   access_type=AccessType.read_only())
+        try:
+            for key, _ in db.items():
+                seen += 1
+                assert key not in keys, f"{path.name} still holds {key!r}"
+        finally:
+            db.close()
+    assert seen, "the RocksDB stores were empty: nothing was checked"

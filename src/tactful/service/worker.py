@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -613,12 +614,11 @@ class Worker:
         self, p: int, key: str, item: object, t: float, seq: str, out: Outbox
     ) -> None:
         state = self._load(self.customers, CustomerState, key)
+        mark = None
         if state is None:
             raw = self.erasures.get(erasure_key(key).encode())
             mark = None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
-            if not self.engine.admits(mark, item, t):
-                return
-        kept = self.engine.on_customer(state, item, t, out)
+        kept = self.engine.on_customer(state, item, t, out, mark)
         await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.customers, key, kept)
         if kept is not None:
@@ -636,6 +636,7 @@ def run(settings: Settings, policy: Policy, on_ready: Callable[[], None] | None 
     from faust.worker import Worker as FaustWorker
 
     from tactful.adapters.topics import ensure_topics
+    from tactful.service.local_state import close_local_state, open_local_state
     from tactful.service.logs import logging_config
 
     worker = build(settings, policy)
@@ -648,7 +649,16 @@ def run(settings: Settings, policy: Policy, on_ready: Callable[[], None] | None 
         redirect_stdouts=False,
         logging_config=logging_config(settings.log_level),
     )
+    rocksdb = settings.store.startswith("rocksdb://")
+    tabledir = Path(worker.app.conf.tabledir)
+    if rocksdb:
+        open_local_state(tabledir)
     if on_ready is not None:
         on_ready()
-    faust_worker.execute_from_commandline()
+    try:
+        faust_worker.execute_from_commandline()
+    except SystemExit as stop:
+        if rocksdb and stop.code in (0, None):
+            close_local_state(tabledir)
+        raise
     return 0
