@@ -2,8 +2,8 @@
 
 `tactful produce --until` ends every input partition with a clock marker; the worker then
 has passed the same moment replay's clock runs out at. The workers' group is stable before
-the input is produced (a rebalance while the stream clock buffers input is a known gap:
-see the worker issue's note).
+the input is produced; rebalances and crashes mid-stream are drilled in
+test_worker_restart.py.
 """
 
 from __future__ import annotations
