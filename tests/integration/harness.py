@@ -53,16 +53,19 @@ class Deployment:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def start_worker(self, slot: int | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(self, slot: int | None = None,
+                     command: list[str] | None = None) -> subprocess.Popen[bytes]:
         """A new worker process; ``slot`` reuses an earlier worker's data directory (a
-        restart on the same machine), by default each worker has its own."""
+        restart on the same machine), by default each worker has its own. ``command``
+        replaces ``tactful worker`` (a test's own entry point)."""
         n = len(self.workers) if slot is None else slot
         env = self.env()
         env["TACTFUL_WEB_PORT"] = str(next(_ports))
         env["TACTFUL_DATA_DIR"] = str(self.tmp / f"data-{n}")
+        env["TACTFUL_CLOCK"] = self.clock
         log = open(self.tmp / f"worker-{n}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tactful.cli", "worker", "--clock", self.clock],
+            command or [sys.executable, "-m", "tactful.cli", "worker", "--clock", self.clock],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp,
         )
         self.workers.append(proc)

@@ -3,6 +3,9 @@
 - ``BadEvent``: the input is wrong. It goes to the dead-letter topic and is never retried.
 - ``TransientError``: infrastructure hiccup. Retry with backoff.
 - ``PolicyError``: the policy file is wrong. Refuse to start, naming file, key and reason.
+- ``AgentFailure``: an unexpected error while applying valid input. The worker stops
+  (fail fast): skipping the input could mean ignoring a "stop"; after a restart by the
+  supervisor the input is processed again.
 """
 
 from __future__ import annotations
@@ -34,3 +37,7 @@ class PolicyError(TactfulError):
         self.key = key
         self.reason = reason
         self.line = line
+
+
+class AgentFailure(TactfulError):
+    """An agent met an unexpected error; the message names its type only (no input data)."""

@@ -33,7 +33,9 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,11 +44,13 @@ from typing import Any
 import faust
 import msgspec
 from aiokafka.partitioner import murmur2
+from mode import CrashingSupervisor
 
 from tactful.adapters.codec import Rejected, dead_letter, decode_event, decode_message, encode
 from tactful.adapters.topics import TopicSpec
 from tactful.adapters.wire import Tick, Watermark, pack, unpack
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
+from tactful.core.errors import AgentFailure
 from tactful.core.events import CustomerEvent, Event, PriceChange, StockLevel, StorefrontEvent
 from tactful.core.links import LinkSigner
 from tactful.core.messages import CartIndex, EraseSession, ErasureMark, SkuSignal, erasure_key
@@ -63,6 +67,28 @@ INPUT_TOPICS = ("storefront", "inventory", "consent", "feedback")
 INTERNAL_TOPICS = ("session-events", "customer-events", "sku-events")
 OUTPUT_TOPICS = ("intents", "decisions", "deadletter")
 NEG_INF = float("-inf")
+
+
+@contextmanager
+def fail_fast(agent: str) -> Iterator[None]:
+    """Stop the worker on an unexpected error, logging where it happened but no data.
+
+    The exception's message may carry input (a customer id in a KeyError, say), so
+    neither it nor the original exception reaches the logs: only its type and frames.
+    The offset of the input is not committed; a restarted worker applies it again.
+    """
+    try:
+        yield
+    except (asyncio.CancelledError, AgentFailure):
+        raise
+    except Exception as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames[-8:]]
+        log.critical(
+            "agent failed: the worker stops, the input is applied again after a restart",
+            extra={"agent": agent, "error": type(exc).__name__, "where": where},
+        )
+        raise AgentFailure(f"{type(exc).__name__} in the {agent} agent") from None
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -207,20 +233,26 @@ class Worker:
             self.settings.topic("customer-events"), key_type=bytes, value_type=bytes,
         )
 
-        @app.agent(session_stream, name="tactful.sessions")
+        @app.agent(session_stream, name="tactful.sessions",
+                   supervisor_strategy=CrashingSupervisor)
         async def sessions_agent(stream: Any) -> None:
             async for event in stream.events():
-                await self.on_session_record(event.message)
+                with fail_fast("sessions"):
+                    await self.on_session_record(event.message)
 
-        @app.agent(sku_stream, name="tactful.skus")
+        @app.agent(sku_stream, name="tactful.skus",
+                   supervisor_strategy=CrashingSupervisor)
         async def skus_agent(stream: Any) -> None:
             async for event in stream.events():
-                await self.on_sku_record(event.message)
+                with fail_fast("skus"):
+                    await self.on_sku_record(event.message)
 
-        @app.agent(customer_stream, name="tactful.customers")
+        @app.agent(customer_stream, name="tactful.customers",
+                   supervisor_strategy=CrashingSupervisor)
         async def customers_agent(stream: Any) -> None:
             async for event in stream.events():
-                await self.on_customer_record(event)
+                with fail_fast("customers"):
+                    await self.on_customer_record(event)
 
         @app.timer(interval=self.settings.tick_seconds)  # type: ignore[untyped-decorator]
         async def tick() -> None:
