@@ -987,6 +987,20 @@ def test_an_adopted_session_merges_only_views_inside_the_window() -> None:
     assert (d.outcome, d.trigger_event_ids) == ("emitted", fresh)
 
 
+def test_adopting_a_session_whose_views_are_all_old_leaves_no_empty_entry() -> None:
+    # Old views on both sides (customer and adopted session) are all cut: nothing of
+    # the product is left, and later housekeeping has nothing broken to trip on.
+    s = Story()
+    s.consent(-1, "email")
+    s.view(0, sku="sku-x", sess="sess-1")
+    s.view(1, sku="sku-x", sess="sess-3", cust=None, method="cookie")
+    s.login(40, sess="sess-3")
+    s.add(41, sku="sku-c", sess="sess-3")
+    s.until(24 * 4)  # the cart reminder fires; housekeeping runs
+    assert s.decisions("browse_abandonment") == []
+    assert "prod-sku-x" not in s.pipeline.customers["cust-1"].views
+
+
 def test_reason_stale_when_the_customer_period_never_opens() -> None:
     s = Story()
     s.consent(-1, "push", "sms")

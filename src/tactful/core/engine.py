@@ -615,6 +615,7 @@ class Engine:
             if prior is not None and prior.due is None:
                 self._prune_views(prior, cutoff)  # what housekeeping may already have done
                 if not prior.times:
+                    del st.views[pid]
                     prior = None
             if views.due is None:
                 self._prune_views(views, cutoff)
