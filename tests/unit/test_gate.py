@@ -14,6 +14,7 @@ from tactful.service.gate import ChangelogGate
 class Msg:
     key: bytes
     partition: int
+    value: bytes = b""
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Producer:
     def __init__(self) -> None:
         self.log: list[str] = []
         self.pending: list[str] = []  # sent, not yet on the broker
+        self.released: list[Any] = []
 
     def send(self, what: str) -> None:
         self.pending.append(what)
@@ -39,6 +41,7 @@ class Producer:
 
     def send_soon(self, fut: Any) -> None:
         self.log.append(f"changelog {fut.message.key.decode()}")
+        self.released.append(fut)
 
 
 class Table:
@@ -47,7 +50,7 @@ class Table:
 
     def set(self, gate: ChangelogGate, key: bytes, value: bytes, partition: int) -> None:
         self.data[key] = value
-        gate.hold(self, Fut(Msg(key, partition)))
+        gate.hold(self, Fut(Msg(key, partition, value)))
 
 
 async def test_held_records_follow_the_flush_of_outputs_sent_before_them() -> None:
@@ -97,3 +100,15 @@ def test_drop_forgets_revoked_partitions_and_evicts_their_keys() -> None:
     assert gate.drop({3, 5}) == 2
     assert [fut.message.key for _, fut in gate.held] == [b"kept"]
     assert table.data == {b"kept": b"1"}  # the next owner's changelog is the truth
+
+
+async def test_only_the_last_record_of_a_key_is_released() -> None:
+    gate, producer, table, other = ChangelogGate(), Producer(), Table(), Table()
+    table.set(gate, b"cust-1", b"v1", 0)
+    table.set(gate, b"cust-2", b"v1", 0)
+    table.set(gate, b"cust-1", b"v2", 0)
+    other.set(gate, b"cust-1", b"x", 0)  # another table: its own record
+    await gate.release(producer)
+    sent = sorted((f.message.key, f.message.value) for f in producer.released)
+    assert sent == [(b"cust-1", b"v2"), (b"cust-1", b"x"), (b"cust-2", b"v1")]
+    assert gate.released == 3 and gate.coalesced == 1

@@ -10,7 +10,8 @@ intent is gone for good.
 The gate keeps the order ``outputs → state → offsets``:
 
 1. the worker sends an event's outputs before it stores the new state;
-2. :class:`GatedTable` holds each changelog record back instead of producing it;
+2. :class:`GatedTable` holds each changelog record back instead of producing it (only
+   the last record of a key is produced when several wait: fewer changelog writes);
 3. before offsets are committed, :class:`GatedConsumer` flushes the producer (so every
    output sent so far is on the broker), then releases the held changelog records,
    and Faust's own commit flushes them before it writes the offsets.
@@ -44,19 +45,26 @@ class ChangelogGate:
     def __init__(self) -> None:
         self.held: list[tuple[Any, FutureMessage]] = []
         self.released = 0
+        self.coalesced = 0  # records not sent: a later one of the same key replaced them
 
     def hold(self, table: Any, fut: FutureMessage) -> None:
         self.held.append((table, fut))
 
     async def release(self, producer: Any) -> None:
-        """Deliver every output sent so far, then hand the held records to the producer."""
+        """Deliver every output sent so far, then hand the held records to the producer:
+        the last one of each key only (Kafka Streams' record cache does the same), as the
+        changelog is compacted to that anyway."""
         if not self.held:
             return
         batch, self.held = self.held, []
+        latest: dict[tuple[int, int | None, Any], FutureMessage] = {}
+        for table, fut in batch:
+            latest[(id(table), fut.message.partition, fut.message.key)] = fut
         await producer.flush()
-        for _, fut in batch:
+        for fut in latest.values():
             producer.send_soon(fut)
-        self.released += len(batch)
+        self.released += len(latest)
+        self.coalesced += len(batch) - len(latest)
 
     def drop(self, partitions: Iterable[int]) -> int:
         """Forget held records of partitions this worker no longer owns; evict their keys
