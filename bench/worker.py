@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from replay import machine  # bench/replay.py: the same machine description
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -70,18 +71,6 @@ async def wait_for(bootstrap: str, want: dict[str, int], timeout: float) -> floa
     raise SystemExit(f"worker did not finish within {timeout:.0f}s: {seen} of {want}")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical; {platform.system()} {platform.release()}"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -89,6 +78,8 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="run the worker under py-spy, collapsed stacks to FILE (no write)")
     args = ap.parse_args()
 
     own_kafka = "TACTFUL_BOOTSTRAP" not in os.environ
@@ -115,8 +106,12 @@ def main() -> int:
                "TACTFUL_CLOCK": "stream", "TACTFUL_LOG_LEVEL": "warning",
                "TACTFUL_DATA_DIR": str(tmp / "data"), "TACTFUL_WEB_PORT": "17990"}
         log = (tmp / "worker.log").open("wb")
-        worker = subprocess.Popen([sys.executable, "-m", "tactful.cli", "worker"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "tactful.cli", "worker"]
+        if args.profile:
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "--rate", "200", "--format", "raw", "--nonblocking",
+                       "-o", str(Path(args.profile).resolve()), "--", *command]
+        worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         time.sleep(15)  # the worker joins its group and creates its topics
         start = time.monotonic()
         produce_s = tactful("produce", str(events), "--until", UNTIL, env=env)
@@ -126,14 +121,15 @@ def main() -> int:
         total = done - start
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=60)
+            worker.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+            worker.wait(timeout=120)
         if own_kafka:
             subprocess.run(["bash", str(KAFKA), "stop"], check=False, capture_output=True,
                            env={**os.environ, "KAFKA_PORT": PORT})
         shutil.rmtree(tmp, ignore_errors=True)
 
     n = args.events
+    host = machine()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False,
                             capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -145,7 +141,7 @@ def main() -> int:
 - **Workload**: `tactful generate --customers {args.customers} --events {n} --seed 7`
 - **Set-up**: one `tactful worker --clock stream`, memory store, {args.partitions} partitions,
   single-node local Kafka (KRaft) on the same machine; tactful at `{commit}`
-- **Machine**: {machine()}
+- **Machine**: {host['cpu']}, {host['cores']}, {host['memory']}; {host['os']}; {host['python']}
 
 | step | seconds | events/s |
 |---|---:|---:|
@@ -157,7 +153,7 @@ The worker wrote {want_intents:,} intents/cancellations and {want_decisions:,} d
 the same counts as replay. Worker and broker share the machine's cores.
 {END}"""
     print(section)
-    if not args.no_write:
+    if not args.no_write and not args.profile:
         text = BENCHMARKS.read_text()
         if BEGIN in text:
             text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
