@@ -10,12 +10,13 @@ TEST_KAFKA_PORT ?= 39092
 DEMO_KAFKA_PORT ?= 39192
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install lint unit integration test demo bench schemas kafka-start kafka-stop clean
+.PHONY: help install lint unit integration test demo bench bench-worker schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
 	@echo "make test   install, lint, type-check, unit + property + scenario tests, integration tests on a real Kafka"
 	@echo "make bench  replay throughput (writes BENCHMARKS.md)"
+	@echo "make bench-worker  worker throughput on the local Kafka (writes BENCHMARKS.md)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tactful needs Python >= 3.11")'
@@ -48,6 +49,9 @@ test: lint unit integration
 
 bench: install
 	$(PY) bench/replay.py
+
+bench-worker: install
+	$(PY) bench/worker.py
 
 kafka-start:
 	bash $(KAFKA) start
