@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from tactful.adapters.producer import produce_file
+from tactful.adapters.topics import TopicSpec, ensure_topics
 from tactful.service.settings import from_env
 
 UNTIL = "2026-06-30T00:00:00Z"
@@ -79,6 +80,13 @@ def datetime_ts(text: str) -> float:
 async def _collect(bootstrap: str, env: dict[str, str]) -> tuple[list[dict[str, object]],
                                                                list[dict[str, object]]]:
     prefix = env["TACTFUL_TOPIC_PREFIX"]
+    settings = from_env(env)
+    # The worker creates them too; created here first, the reader does not start on
+    # topics that do not exist yet.
+    await ensure_topics(bootstrap, [
+        TopicSpec(f"{prefix}{name}", settings.partitions, settings.replication)
+        for name in ("intents", "decisions")
+    ])
     consumer = AIOKafkaConsumer(
         f"{prefix}intents", f"{prefix}decisions", bootstrap_servers=bootstrap,
         auto_offset_reset="earliest", enable_auto_commit=False,
