@@ -10,11 +10,12 @@ TEST_KAFKA_PORT ?= 39092
 DEMO_KAFKA_PORT ?= 39192
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install lint unit integration test demo bench bench-worker schemas kafka-start kafka-stop clean
+.PHONY: help install lint unit integration test demo explore bench bench-worker schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
 	@echo "make test   install, lint, type-check, unit + property + scenario tests, integration tests on a real Kafka"
+	@echo "make explore  property tests on fresh random examples (5,000 each)"
 	@echo "make bench  replay throughput (writes BENCHMARKS.md)"
 	@echo "make bench-worker  worker throughput on the local Kafka (writes BENCHMARKS.md)"
 
@@ -46,6 +47,9 @@ integration: install
 	env -u TACTFUL_BOOTSTRAP KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest $(PYTEST_FLAGS) tests/integration
 
 test: lint unit integration
+
+explore: install
+	TACTFUL_PROPERTY_EXPLORE=1 $(PY) -m pytest $(PYTEST_FLAGS) -n 2 tests/property
 
 bench: install
 	$(PY) bench/replay.py

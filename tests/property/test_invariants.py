@@ -44,8 +44,12 @@ HISTORIES = (
     if os.environ.get("TACTFUL_PROPERTY_PAST_KNOWN_BUGS") == "1"
     else histories()
 )
+# `make test` (and CI) runs a fixed sequence of examples: the same code gives the same
+# verdict. `make explore` (TACTFUL_PROPERTY_EXPLORE=1) searches fresh examples each run.
+EXPLORE = os.environ.get("TACTFUL_PROPERTY_EXPLORE") == "1"
 PROPERTY = settings(
-    max_examples=1000,
+    max_examples=5000 if EXPLORE else 1000,
+    derandomize=not EXPLORE,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

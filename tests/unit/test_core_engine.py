@@ -1531,6 +1531,22 @@ def test_an_input_stamped_before_the_erasure_stays_out_after_the_customer_is_bac
     assert [i.channel for i in s.intents("abandoned_cart")] == ["sms"]
 
 
+def test_a_repeat_from_before_the_erasure_does_not_bind_the_session_again() -> None:
+    # The erased session forgets everything but what it had seen: the login's cart_add,
+    # delivered again, must not tie the session to the customer once more (a later
+    # cookie-only cart in it would then count as the customer's).
+    s = Story()
+    s.login(0, sess="s1")
+    first = s.add(0, sess="s1")
+    s.erase(0.05)
+    s.feed(CartAdd(**{**msgspec.structs.asdict(first), "ts": at(0.1)}))  # type: ignore[arg-type]
+    s.view(0.1, sku="sku-v", sess="s2")  # the customer is back, in another session
+    s.add(0.15, sku="sku-c", sess="s1", method="cookie")
+    s.until(5)
+    assert [(d.customer_id, d.outcome, d.reason) for d in s.decisions("abandoned_cart")
+            if d.reason != "erased"] == [(None, "suppressed", "unverified_identity")]
+
+
 def test_erasure_of_an_unknown_customer_is_harmless() -> None:
     s = Story()
     s.erase(0, cust="cust-nobody")

@@ -59,6 +59,7 @@ from tactful.core.messages import (
     SkuSignal,
     erasure_key,
     event_hash,
+    session_erasure_key,
 )
 from tactful.core.outputs import (
     Cancellation,
@@ -121,13 +122,41 @@ class Engine:
     # ------------------------------------------------------------------ session
 
     def on_session(
-        self, st: SessionState | None, ev: StorefrontEvents | EraseSession, t: float, out: Outbox
+        self, st: SessionState | None, ev: StorefrontEvents | EraseSession, t: float,
+        out: Outbox, mark: ErasureMark | None = None,
     ) -> SessionState | None:
-        """A storefront event (key: its session_id) or an erasure of the session."""
+        """A storefront event (key: its session_id) or an erasure of the session.
+
+        ``mark`` is the session's erasure mark, looked up by the runtime only when there
+        is no state (as for ``on_customer``).
+        """
         if isinstance(ev, EraseSession):
             if st is not None and ev.customer_id in st.bound:
+                # Forget the session, but not what it had seen: a redelivered event of
+                # the erased customer must not bind the session again.
+                seen = frozenset(event_hash(e) for e in st.seen) | st.erased_seen
+                out.internal.append(
+                    (ERASED, session_erasure_key(st.session_id), ErasureMark(t, seen))
+                )
                 return None
             return st
+        if st is None:
+            if mark is not None:
+                if not self.admits(mark, ev, t):
+                    return None
+                kept = self._on_session(None, ev, t, out)
+                if kept is not None:
+                    kept.erased_at, kept.erased_seen = mark.at, mark.seen
+                return kept
+        elif st.erased_at is not None and not self.admits(
+            ErasureMark(st.erased_at, st.erased_seen), ev, t
+        ):
+            return st
+        return self._on_session(st, ev, t, out)
+
+    def _on_session(
+        self, st: SessionState | None, ev: StorefrontEvents, t: float, out: Outbox
+    ) -> SessionState | None:
         if st is None:
             st = SessionState(ev.session_id)
         if not self._first_time(st.seen, ev.event_id, t):
@@ -165,6 +194,8 @@ class Engine:
         return st
 
     def advance_session(self, st: SessionState, now: float, out: Outbox) -> SessionState | None:
+        if st.erased_seen and now > (st.erased_at or 0.0) + self.policy.dedup_window:
+            st.erased_seen = frozenset()  # no redelivery is that late
         for due, kind, target in self._due(st, now):
             self._fire_unverified(st, kind, target, due, out)
         self._tidy_views(st, now)

@@ -83,6 +83,11 @@ def erasure_key(customer_id: str) -> str:
     return f"erased:{digest.hexdigest()}"
 
 
+def session_erasure_key(session_id: str) -> str:
+    """The same for an erased session (the session scope's own mark)."""
+    return erasure_key(f"session\x1f{session_id}")
+
+
 class EraseSession(Struct, gc=False, frozen=True, tag="erase_session"):
     session_id: str
     customer_id: str

@@ -27,6 +27,7 @@ from tactful.core.messages import (
     SessionFact,
     SkuSignal,
     erasure_key,
+    session_erasure_key,
 )
 from tactful.core.state import CustomerState, SessionState, SkuState
 
@@ -125,7 +126,11 @@ class Pipeline:
     def _session(
         self, key: str, msg: StorefrontEvents | EraseSession, t: float, out: Outbox
     ) -> None:
-        kept = self.engine.on_session(self.sessions.get(key), msg, t, out)
+        state = self.sessions.get(key)
+        mark = None
+        if state is None and self.erasures:
+            mark = self.erasures.get(session_erasure_key(key))
+        kept = self.engine.on_session(state, msg, t, out, mark)
         self._store_session(key, kept)
 
     def _store_session(self, key: str, state: SessionState | None) -> None:

@@ -78,6 +78,9 @@ class SessionState(Struct, gc=False, omit_defaults=True):
     seen: dict[str, float] = {}
     carts: dict[str, Cart] = {}
     views: dict[str, Views] = {}
+    # Back after an erasure (as CustomerState): earlier inputs and repeats stay out.
+    erased_at: float | None = None
+    erased_seen: frozenset[str] = frozenset()
 
 
 class CustomerState(Struct, gc=False, omit_defaults=True):

@@ -53,7 +53,14 @@ from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engin
 from tactful.core.errors import AgentFailure
 from tactful.core.events import CustomerEvent, Event, PriceChange, StockLevel, StorefrontEvent
 from tactful.core.links import LinkSigner
-from tactful.core.messages import CartIndex, EraseSession, ErasureMark, SkuSignal, erasure_key
+from tactful.core.messages import (
+    CartIndex,
+    EraseSession,
+    ErasureMark,
+    SkuSignal,
+    erasure_key,
+    session_erasure_key,
+)
 from tactful.core.policy import Policy
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.app import bytes_table, create_app
@@ -492,7 +499,11 @@ class Worker:
     ) -> None:
         out = Outbox()
         state = self._load(self.sessions, SessionState, key)
-        kept = self.engine.on_session(state, msg, t, out)
+        mark = None
+        if state is None:
+            raw = self.erasures.get(session_erasure_key(key).encode())
+            mark = None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+        kept = self.engine.on_session(state, msg, t, out, mark)
         await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.sessions, key, kept)
         if kept is not None:
