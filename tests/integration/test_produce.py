@@ -21,8 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tactful.adapters.codec import decode_event
 from tactful.core.events import key_of, topic_of
 
-EXAMPLES = Path("/work/shared/examples/events.jsonl")
-REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "spec_examples.jsonl"
 INPUT_TOPICS = ("storefront", "inventory", "consent", "feedback")
 PARTITIONS = 3
 DEADLINE_S = 60.0
@@ -44,11 +43,8 @@ def produce_env(kafka_bootstrap: str, prefix: str) -> dict[str, str]:
 
 @pytest.fixture
 def examples(tmp_path: Path) -> Path:
-    source = EXAMPLES if EXAMPLES.exists() else REPO_EXAMPLES
-    if not source.exists():
-        pytest.skip("examples/events.jsonl is not available")
     target = tmp_path / "events.jsonl"
-    shutil.copyfile(source, target)
+    shutil.copyfile(EXAMPLES, target)
     return target
 
 

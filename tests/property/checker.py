@@ -1,6 +1,6 @@
 """An independent model of SPEC.md's guardrails, used to judge the engine's outputs.
 
-Written from /work/shared/SPEC.md and docs/semantics.md only (never from engine.py). It
+Written from SPEC.md and docs/semantics.md only (never from engine.py). It
 does not re-implement the engine: it folds the input events into the few facts each
 invariant needs (consents, blocks, preferences, verified sessions, erasures, gifts) and
 checks every record the engine wrote against them. Each ``check_*`` function returns a

@@ -25,9 +25,7 @@ from tactful.core.events import (
     type_of,
 )
 
-EXAMPLES = Path("/work/shared/examples/events.jsonl")
-if not EXAMPLES.exists():  # pragma: no cover - a checkout without the shared folder
-    EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "spec_examples.jsonl"
 EXAMPLE_LINES = [line for line in EXAMPLES.read_bytes().splitlines() if line.strip()]
 EXAMPLE = {json.loads(line)["type"]: json.loads(line) for line in EXAMPLE_LINES}
 FEEDBACK_TYPES = ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed",

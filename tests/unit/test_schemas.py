@@ -24,7 +24,7 @@ from tactful.workload import dumps_line, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
-EXAMPLES = ROOT.parent / "shared" / "examples" / "events.jsonl"
+EXAMPLES = ROOT / "tests" / "fixtures" / "spec_examples.jsonl"
 
 
 @functools.cache
@@ -39,8 +39,7 @@ ANY = _validator("events/any.json")
 
 def _examples() -> list[dict[str, Any]]:
     lines = list(generate(30, 3000, seed=11))
-    if EXAMPLES.exists():
-        lines += [orjson.loads(x) for x in EXAMPLES.read_bytes().splitlines() if x.strip()]
+    lines += [orjson.loads(x) for x in EXAMPLES.read_bytes().splitlines() if x.strip()]
     return lines
 
 
