@@ -78,13 +78,22 @@ async def test_table_survives_worker_restart(kafka_bootstrap: str, tmp_path: Pat
         await producer.send_and_wait(names["SMOKE_IN"], key=b"k1", value=b"v1")
         assert await _await_reply(consumer, b"stored:", 60) == b"stored:v1"
 
+        # Let the worker finish starting (and commit once) before it is stopped: this test is
+        # about changelog recovery, the crash drills are in test_worker_restart.
+        await asyncio.sleep(3)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) is not None
 
         # A fresh worker (memory store: nothing on disk) must recover the table from its changelog.
         worker = _start_worker(kafka_bootstrap, names, tmp_path, 16802)
         await producer.send_and_wait(names["SMOKE_IN"], key=b"k1", value=b"?")
-        assert await _await_reply(consumer, b"held:", 90) == b"held:v1"
+        try:
+            reply = await _await_reply(consumer, b"held:", 90)
+        except AssertionError as exc:
+            logs = "\n".join(p.read_text(errors="replace")[-1500:]
+                             for p in sorted(tmp_path.glob("worker-*.log")))
+            raise AssertionError(f"{exc}\n{logs}") from None
+        assert reply == b"held:v1"
     finally:
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
