@@ -19,6 +19,7 @@ deleted. Messages for another scope go to ``Outbox.internal``; the runtime
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from tactful.core.events import (
     CHANNELS,
@@ -91,6 +92,7 @@ ERASED = "erased"
 HOLDERS, INDEX = "holders", "index"
 _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 _CART_EVENTS = (CartAdd, CartRemove, CheckoutStarted, Purchase)
+_S = TypeVar("_S", SessionState, CustomerState)
 _NOT_FORWARDED = (PageView, Logout)
 _NO_EFFECT = (Delivered, Opened, Clicked, Bounced)
 _CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
@@ -140,19 +142,9 @@ class Engine:
                 )
                 return None
             return st
-        if st is None:
-            if mark is not None:
-                if not self.admits(mark, ev, t):
-                    return None
-                kept = self._on_session(None, ev, t, out)
-                if kept is not None:
-                    kept.erased_at, kept.erased_seen = mark.at, mark.seen
-                return kept
-        elif st.erased_at is not None and not self.admits(
-            ErasureMark(st.erased_at, st.erased_seen), ev, t
-        ):
+        if not self._admitted(st, mark, ev, t):
             return st
-        return self._on_session(st, ev, t, out)
+        return self._revived(self._on_session(st, ev, t, out), st, mark)
 
     def _on_session(
         self, st: SessionState | None, ev: StorefrontEvents, t: float, out: Outbox
@@ -234,18 +226,28 @@ class Engine:
                 seen = mark.seen if mark is not None else frozenset()
                 out.internal.append((ERASED, erasure_key(msg.customer_id), ErasureMark(t, seen)))
                 return None
-            if mark is None:
-                return self._on_customer(st, msg, t, out)
-            kept = self._on_customer(st, msg, t, out)
-            if kept is not None:
-                kept.erased_at = mark.at
-                kept.erased_seen = mark.seen
-            return kept
-        if st.erased_at is not None and not self.admits(
-            ErasureMark(st.erased_at, st.erased_seen), msg, t
-        ):
+        if not self._admitted(st, mark, msg, t):
             return st
-        return self._on_customer(st, msg, t, out)
+        return self._revived(self._on_customer(st, msg, t, out), st, mark)
+
+    def _admitted(
+        self, st: SessionState | CustomerState | None, mark: ErasureMark | None,
+        msg: object, t: float,
+    ) -> bool:
+        """Whether an input may be applied after an erasure: checked against the stored mark
+        when there is no state, and against the mark a revived state carries."""
+        if st is None:
+            return mark is None or self.admits(mark, msg, t)
+        if st.erased_at is None:
+            return True
+        return self.admits(ErasureMark(st.erased_at, st.erased_seen), msg, t)
+
+    @staticmethod
+    def _revived(kept: _S | None, st: object, mark: ErasureMark | None) -> _S | None:
+        """A state created after an erasure carries its mark."""
+        if st is None and mark is not None and kept is not None:
+            kept.erased_at, kept.erased_seen = mark.at, mark.seen
+        return kept
 
     def _on_customer(
         self, st: CustomerState | None, msg: object, t: float, out: Outbox

@@ -375,6 +375,11 @@ class Worker:
         raw = table.get(key.encode())
         return None if raw is None else decode_state(cls, raw)
 
+    def _mark(self, key: str) -> ErasureMark | None:
+        """The erasure mark stored under ``key`` (an ``erasure_key``), if any."""
+        raw = self.erasures.get(key.encode())
+        return None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+
     def _store(self, table: Any, key: str, state: Any) -> None:
         if state is None:
             if key.encode() in table:
@@ -499,10 +504,7 @@ class Worker:
     ) -> None:
         out = Outbox()
         state = self._load(self.sessions, SessionState, key)
-        mark = None
-        if state is None:
-            raw = self.erasures.get(session_erasure_key(key).encode())
-            mark = None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+        mark = self._mark(session_erasure_key(key)) if state is None else None
         kept = self.engine.on_session(state, msg, t, out, mark)
         await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.sessions, key, kept)
@@ -657,10 +659,7 @@ class Worker:
         self, p: int, key: str, item: object, t: float, seq: str, out: Outbox
     ) -> None:
         state = self._load(self.customers, CustomerState, key)
-        mark = None
-        if state is None:
-            raw = self.erasures.get(erasure_key(key).encode())
-            mark = None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+        mark = self._mark(erasure_key(key)) if state is None else None
         kept = self.engine.on_customer(state, item, t, out, mark)
         await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.customers, key, kept)
