@@ -1,13 +1,15 @@
 """The changelog gate: a held table record reaches the producer only after every output
-sent before it was flushed, and records of revoked partitions never do."""
+sent before it was flushed, and records of revoked partitions never do; the commit
+barrier: a commit happens between events only."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from tactful.service.gate import ChangelogGate
+from tactful.service.gate import ChangelogGate, CommitBarrier
 
 
 @dataclass
@@ -39,7 +41,8 @@ class Producer:
         self.log.append(f"flushed {','.join(self.pending)}")
         self.pending.clear()
 
-    def send_soon(self, fut: Any) -> None:
+    async def publish(self, fut: Any) -> None:
+        """The gate hands a record over (into the producer's accumulator)."""
         self.log.append(f"changelog {fut.message.key.decode()}")
         self.released.append(fut)
 
@@ -60,7 +63,7 @@ async def test_held_records_follow_the_flush_of_outputs_sent_before_them() -> No
     producer.send("intent-2")
     table.set(gate, b"cust-2", b"v2", 1)
     assert producer.log == ["send intent-1", "send intent-2"]  # nothing released yet
-    await gate.release(producer)
+    await gate.release(producer, producer.publish)
     assert producer.log == [
         "send intent-1", "send intent-2",
         "flushed intent-1,intent-2",
@@ -72,20 +75,20 @@ async def test_held_records_follow_the_flush_of_outputs_sent_before_them() -> No
 async def test_release_with_nothing_held_does_not_flush() -> None:
     gate, producer = ChangelogGate(), Producer()
     producer.send("decision-1")
-    await gate.release(producer)
+    await gate.release(producer, producer.publish)
     assert producer.log == ["send decision-1"]
 
 
 async def test_records_held_during_a_release_wait_for_the_next_one() -> None:
     gate, producer, table = ChangelogGate(), Producer(), Table()
     table.set(gate, b"a", b"1", 0)
-    release = asyncio.ensure_future(gate.release(producer))
+    release = asyncio.ensure_future(gate.release(producer, producer.publish))
     await asyncio.sleep(0)  # the release is flushing; the agent goes on meanwhile
     producer.send("intent-b")
     table.set(gate, b"b", b"1", 0)
     await release
     assert "changelog b" not in producer.log
-    await gate.release(producer)
+    await gate.release(producer, producer.publish)
     assert producer.log[-1] == "changelog b"
     flushed_b = next(i for i, line in enumerate(producer.log)
                      if line.startswith("flushed") and "intent-b" in line)
@@ -108,7 +111,111 @@ async def test_only_the_last_record_of_a_key_is_released() -> None:
     table.set(gate, b"cust-2", b"v1", 0)
     table.set(gate, b"cust-1", b"v2", 0)
     other.set(gate, b"cust-1", b"x", 0)  # another table: its own record
-    await gate.release(producer)
+    await gate.release(producer, producer.publish)
     sent = sorted((f.message.key, f.message.value) for f in producer.released)
     assert sent == [(b"cust-1", b"v2"), (b"cust-1", b"x"), (b"cust-2", b"v1")]
     assert gate.released == 3 and gate.coalesced == 1
+
+
+async def test_a_release_cancelled_while_flushing_keeps_its_records_for_the_next() -> None:
+    # A stop cancels the commit task wherever it is: the records it had taken must not
+    # vanish, or the offsets committed next would cover state that never reached Kafka.
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    table.set(gate, b"cust-1", b"v1", 0)
+    release = asyncio.ensure_future(gate.release(producer, producer.publish))
+    await asyncio.sleep(0)  # inside the flush
+    release.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await release
+    assert producer.released == [] and len(gate.held) == 1
+    await gate.release(producer, producer.publish)
+    assert [f.message.key for f in producer.released] == [b"cust-1"]
+    assert gate.held == []
+
+
+async def test_a_release_cancelled_while_handing_over_hands_the_rest_over_next_time() -> None:
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    table.set(gate, b"a", b"1", 0)
+    table.set(gate, b"b", b"1", 0)
+    calls = 0
+
+    async def publish_then_stop(fut: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise asyncio.CancelledError
+        await producer.publish(fut)
+
+    with contextlib.suppress(asyncio.CancelledError):
+        await gate.release(producer, publish_then_stop)
+    assert [f.message.key for f in producer.released] == [b"a"]
+    await gate.release(producer, producer.publish)
+    # "a" again (the same value: harmless on a compacted changelog), then "b".
+    assert [f.message.key for f in producer.released] == [b"a", b"a", b"b"]
+    assert gate.held == []
+
+
+async def test_records_dropped_during_a_release_are_not_handed_over() -> None:
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    table.set(gate, b"kept", b"1", 0)
+    table.set(gate, b"lost", b"1", 3)
+    release = asyncio.ensure_future(gate.release(producer, producer.publish))
+    await asyncio.sleep(0)  # flushing: a rebalance revokes partition 3 meanwhile
+    gate.drop({3})
+    await release
+    assert [f.message.key for f in producer.released] == [b"kept"]
+    assert gate.held == []
+
+
+async def test_under_transactions_the_gate_hands_over_without_flushing() -> None:
+    gate, producer, table = ChangelogGate(flush_outputs=False), Producer(), Table()
+    producer.send("intent-1")
+    table.set(gate, b"cust-1", b"v1", 0)
+    await gate.release(producer, producer.publish)
+    assert producer.log == ["send intent-1", "changelog cust-1"]
+
+
+async def test_a_commit_waits_for_the_event_in_progress_and_holds_the_next_back() -> None:
+    barrier, log = CommitBarrier(), []
+
+    async def agent(name: str, steps: int) -> None:
+        await barrier.enter()
+        try:
+            for step in range(steps):
+                log.append(f"{name} {step}")
+                await asyncio.sleep(0)
+        finally:
+            barrier.leave()
+
+    async def commit() -> None:
+        async with barrier.closed():
+            log.append("commit")
+
+    first = asyncio.ensure_future(agent("e1", 3))
+    await asyncio.sleep(0)  # e1 is inside its event
+    committing = asyncio.ensure_future(commit())
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(agent("e2", 1))  # arrives while the commit waits
+    await asyncio.gather(first, committing, second)
+    assert log == ["e1 0", "e1 1", "e1 2", "commit", "e2 0"]
+
+
+async def test_an_agent_cancelled_inside_an_event_does_not_block_commits() -> None:
+    barrier = CommitBarrier()
+    entered = asyncio.Event()
+
+    async def stuck() -> None:
+        await barrier.enter()
+        try:
+            entered.set()
+            await asyncio.Event().wait()
+        finally:
+            barrier.leave()
+
+    task = asyncio.ensure_future(stuck())
+    await entered.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    async with barrier.closed():
+        assert barrier.busy == 0

@@ -14,14 +14,15 @@ from typing import Any
 import faust
 from faust.types import TransportT
 
-from tactful.service.gate import ChangelogGate, GatedTable, GatedTransport
+from tactful.service.gate import ChangelogGate, CommitBarrier, GatedTable, GatedTransport
 from tactful.service.settings import Settings
 
 
 class TactfulApp(faust.App):
-    """A Faust app whose at-least-once commits keep outputs ahead of state (see ``gate``)."""
+    """A Faust app whose commits keep outputs ahead of state (see ``gate``)."""
 
     changelog_gate: ChangelogGate | None = None
+    commit_barrier: CommitBarrier | None = None
 
     def _new_transport(self) -> TransportT:
         return GatedTransport(self.conf.broker_consumer, self)
@@ -52,7 +53,7 @@ def store_url(settings: Settings) -> str:
     return "memory://"
 
 
-def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> faust.App:
+def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> TactfulApp:
     """A Faust app wired to the settings; agents and tables are added by the caller."""
     data_dir = settings.data_dir
     if settings.store.startswith("rocksdb://") and len(settings.store) > len("rocksdb://"):
@@ -92,8 +93,10 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> f
         options["broker_credentials"] = credentials
     options.update(extra)
     app = TactfulApp(app_id or settings.app_id, **options)
-    if settings.processing_guarantee != "exactly_once":
-        app.changelog_gate = ChangelogGate()
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    app.changelog_gate = ChangelogGate(flush_outputs=not exactly_once)
+    if exactly_once:
+        app.commit_barrier = CommitBarrier()
     return app
 
 

@@ -34,14 +34,13 @@ import itertools
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import faust
 import msgspec
 from aiokafka.partitioner import murmur2
 from mode import CrashingSupervisor
@@ -63,7 +62,7 @@ from tactful.core.messages import (
 )
 from tactful.core.policy import Policy
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
-from tactful.service.app import bytes_table, create_app
+from tactful.service.app import TactfulApp, bytes_table, create_app
 from tactful.service.settings import Settings
 
 log = logging.getLogger("tactful.worker")
@@ -181,7 +180,7 @@ class PartitionClock:
 class Worker:
     """Builds the Faust app and holds what the agents share."""
 
-    def __init__(self, settings: Settings, policy: Policy, app: faust.App | None = None) -> None:
+    def __init__(self, settings: Settings, policy: Policy, app: TactfulApp | None = None) -> None:
         self.settings = settings
         self.stream_clock = settings.clock == "stream"
         links = None
@@ -244,21 +243,21 @@ class Worker:
                    supervisor_strategy=CrashingSupervisor)
         async def sessions_agent(stream: Any) -> None:
             async for event in stream.events():
-                with fail_fast("sessions"):
+                async with self._event("sessions"):
                     await self.on_session_record(event.message)
 
         @app.agent(sku_stream, name="tactful.skus",
                    supervisor_strategy=CrashingSupervisor)
         async def skus_agent(stream: Any) -> None:
             async for event in stream.events():
-                with fail_fast("skus"):
+                async with self._event("skus"):
                     await self.on_sku_record(event.message)
 
         @app.agent(customer_stream, name="tactful.customers",
                    supervisor_strategy=CrashingSupervisor)
         async def customers_agent(stream: Any) -> None:
             async for event in stream.events():
-                with fail_fast("customers"):
+                async with self._event("customers"):
                     await self.on_customer_record(event)
 
         @app.timer(interval=self.settings.tick_seconds)  # type: ignore[untyped-decorator]
@@ -274,9 +273,24 @@ class Worker:
         self._agents = (sessions_agent, skus_agent, customers_agent, tick, forget)
         del topics
 
+    @asynccontextmanager
+    async def _event(self, agent: str) -> AsyncIterator[None]:
+        """One input record's work: failing fast, and (exactly-once) never split by a commit."""
+        barrier = self.app.commit_barrier
+        if barrier is None:
+            with fail_fast(agent):
+                yield
+            return
+        await barrier.enter()
+        try:
+            with fail_fast(agent):
+                yield
+        finally:
+            barrier.leave()
+
     def forget_partitions(self, partitions: set[int]) -> None:
         """Derived per-partition state is rebuilt by whoever owns the partition next."""
-        gate = getattr(self.app, "changelog_gate", None)
+        gate = self.app.changelog_gate
         if gate is not None:
             gate.drop(partitions)
         for key in [k for k in self.timers if k[1] in partitions]:
@@ -287,18 +301,19 @@ class Worker:
             self.holders.pop(p, None)
 
     async def send_ticks(self) -> None:
+        """A ``Tick`` to each internal partition this worker owns. Ticks are not state:
+        they go out on the plain producer, never inside a transaction (under
+        exactly-once they would wait, unseen, for the partition's next commit)."""
         now = time.time()
-        internal = {self.settings.topic(n): n for n in INTERNAL_TOPICS}
+        internal = {self.settings.topic(n) for n in INTERNAL_TOPICS}
         try:
             assignment = self.app.consumer.assignment()
         except (AttributeError, RuntimeError):
             return
+        value = pack(now, "", Tick(now))
         for tp in sorted(assignment):
-            name = internal.get(tp.topic)
-            if name is not None:
-                await self.topics[name].send(
-                    key=None, value=pack(now, "", Tick(now)), partition=tp.partition
-                )
+            if tp.topic in internal:
+                await self.app.producer.send(tp.topic, None, value, tp.partition, None, None)
 
     # ------------------------------------------------------------ output path
 
