@@ -6,10 +6,13 @@ A bad value refuses to start with the variable's name and what is wrong.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tactful.core.errors import TactfulError
+
+_N = TypeVar("_N", int, float)
 
 
 class SettingsError(TactfulError):
@@ -59,30 +62,30 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: _N, lo: _N, hi: _N,
+            parse: Callable[[str], _N], what: str, unit: str = "") -> _N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
     if not lo <= value <= hi:
-        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+        def show(v: float) -> str:
+            return f"{v:g}" if isinstance(v, float) else str(v)
+        raise SettingsError(
+            f"{name} must be between {show(lo)} and {show(hi)}{unit}, got {show(value)}"
+        )
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    return _number(env, name, default, lo, hi, int, "a whole number")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name} must be between {lo:g} and {hi:g} seconds, got {value:g}")
-    return value
+    return _number(env, name, default, lo, hi, float, "a number of seconds", " seconds")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, options: tuple[str, ...]) -> str:
