@@ -87,6 +87,7 @@ def test_restart_mid_stream_loses_no_intent(kafka_bootstrap: str, tmp_path: Path
 
 def test_worker_joining_mid_stream_loses_no_intent(kafka_bootstrap: str,
                                                    tmp_path: Path) -> None:
+    # The first worker hands its held state over before it rejoins the group.
     with deployment(kafka_bootstrap, tmp_path) as dep:
         events = _workload(dep)
         dep.start_worker()

@@ -9,7 +9,11 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from tactful.service.gate import ChangelogGate, CommitBarrier
+from faust.types import TP
+
+from tactful.service.app import bytes_table, create_app
+from tactful.service.gate import ChangelogGate, CommitBarrier, forget_uncommitted_state
+from tactful.service.settings import from_env
 
 
 @dataclass
@@ -95,14 +99,33 @@ async def test_records_held_during_a_release_wait_for_the_next_one() -> None:
     assert flushed_b < len(producer.log) - 1
 
 
-def test_drop_forgets_revoked_partitions_and_evicts_their_keys() -> None:
-    gate, table = ChangelogGate(), Table()
+def test_drop_forgets_held_records_of_revoked_partitions() -> None:
+    gate, table = ChangelogGate(flush_outputs=False), Table()
     table.set(gate, b"kept", b"1", 0)
     table.set(gate, b"lost", b"1", 3)
     table.set(gate, b"lost-too", b"1", 3)
     assert gate.drop({3, 5}) == 2
     assert [fut.message.key for _, fut in gate.held] == [b"kept"]
-    assert table.data == {b"kept": b"1"}  # the next owner's changelog is the truth
+
+
+def test_exactly_once_tables_are_emptied_and_recovered_from_the_start() -> None:
+    # Writes of a transaction that a rebalance aborts must not survive in memory:
+    # the tables start again from the committed changelog.
+    app = create_app(from_env({"TACTFUL_PROCESSING_GUARANTEE": "exactly_once"}),
+                     app_id="unit")
+    customers = bytes_table(app, "customers", 4)
+    sessions = bytes_table(app, "sessions", 4)
+    customers.data[b"cust-1"] = b"uncommitted"
+    sessions.data[b"sess-1"] = b"uncommitted"
+    recovery = app.tables.recovery
+    changelog = customers.changelog_topic.get_topic_name()
+    recovery.active_offsets[TP(changelog, 0)] = 41  # where recovery would resume
+    recovery.standby_offsets[TP(changelog, 1)] = 7
+    recovery.active_offsets[TP("another-topic", 0)] = 5
+    assert forget_uncommitted_state(app) == 2
+    assert dict(customers.data.items()) == {} and dict(sessions.data.items()) == {}
+    assert dict(recovery.active_offsets) == {TP("another-topic", 0): 5}
+    assert dict(recovery.standby_offsets) == {}
 
 
 async def test_only_the_last_record_of_a_key_is_released() -> None:

@@ -60,6 +60,13 @@ def test_a_bad_value_names_the_variable_and_the_problem(name: str, value: str,
     assert str(caught.value).startswith(message)
 
 
+def test_exactly_once_needs_the_memory_store() -> None:
+    with pytest.raises(SettingsError, match="exactly_once needs TACTFUL_STORE=memory://"):
+        from_env({"TACTFUL_PROCESSING_GUARANTEE": "exactly_once",
+                  "TACTFUL_STORE": "rocksdb://"})
+    assert from_env({"TACTFUL_PROCESSING_GUARANTEE": "exactly_once"}).store == "memory://"
+
+
 def test_links_need_a_secret_and_sasl_needs_credentials() -> None:
     with pytest.raises(SettingsError, match="TACTFUL_LINK_SECRET"):
         from_env({"TACTFUL_PUBLIC_URL": "https://shop.example/"})

@@ -21,8 +21,10 @@ At least once, the gate keeps the order ``outputs → state → offsets``:
 
 A crash at any point then loses only work whose input is processed again: the outputs
 it repeats carry the same deterministic ids (at least once, never at most once).
-Records of partitions this worker loses in a rebalance are dropped, and their keys
-evicted from the local store, so a later owner's changelog is the only truth.
+When a rebalance takes partitions away, the records still held go out then (the
+outputs before them were flushed first) and are delivered before the worker rejoins
+the group, so whichever worker owns a partition next, this one or another, recovers
+the state its inputs' outputs left; inputs not yet committed are applied again.
 
 With ``processing_guarantee=exactly_once`` Kafka transactions make outputs, changelog
 and offsets visible together, provided everything an input caused goes into the
@@ -32,7 +34,8 @@ the intents, outside any transaction), so :class:`SourceTransactionManager` pick
 by the partition of the event being processed; the gate still holds the changelog
 records, releasing them into their partition's transaction just before it commits;
 and a :class:`CommitBarrier` lets a commit happen only between events, never halfway
-through one.
+through one. At a rebalance, the uncommitted transaction is aborted: the tables are
+emptied and recovered from the committed changelogs (``forget_uncommitted_state``).
 """
 
 from __future__ import annotations
@@ -98,24 +101,44 @@ class ChangelogGate:
         self.coalesced += len(batch) - len(latest)
 
     def drop(self, partitions: Iterable[int]) -> int:
-        """Forget held records of partitions this worker no longer owns; evict their keys
-        from the local store so that only the changelog speaks for them."""
+        """Forget held records of these partitions (exactly-once, at a rebalance: their
+        transaction is aborted, and the tables are recovered from what was committed)."""
         lost = set(partitions)
-        kept: list[tuple[Any, FutureMessage]] = []
-        dropped = 0
-        for entry in self.held:
-            table, fut = entry
-            if fut.message.partition in lost:
-                dropped += 1
-                with contextlib.suppress(KeyError):
-                    del table.data[fut.message.key]
-            else:
-                kept.append(entry)  # the same entry: a release in progress knows it by id
+        kept = [entry for entry in self.held if entry[1].message.partition not in lost]
+        dropped = len(self.held) - len(kept)
         self.held = kept
-        if dropped:
-            log.info("dropped held changelog records of revoked partitions",
-                     extra={"records": dropped})
         return dropped
+
+
+def forget_uncommitted_state(app: Any) -> int:
+    """Exactly-once, at a rebalance: empty the in-memory tables and make Faust recover
+    every changelog partition it is assigned next from the start.
+
+    The tables hold writes of work whose transaction is about to be aborted (Kafka
+    Streams wipes a task's state for the same reason); reading the changelogs again
+    with ``read_committed`` keeps only what was committed, so the inputs processed
+    again find the state they were first applied to. Faust's eager rebalancing revokes
+    every partition, so everything goes. Returns the number of keys dropped.
+    """
+    from faust.stores.memory import Store as MemoryStore
+
+    recovery = app.tables.recovery
+    dropped = 0
+    for table in app.tables.values():
+        store = table.data
+        if not isinstance(store, MemoryStore):
+            raise TypeError("exactly-once needs the memory store")
+        dropped += len(store.data)
+        store.data.clear()
+        store._key_partition.clear()
+        changelog = table.changelog_topic.get_topic_name()
+        for offsets in (recovery.active_offsets, recovery.standby_offsets):
+            for tp in [tp for tp in offsets if tp.topic == changelog]:
+                del offsets[tp]
+    if dropped:
+        log.info("tables emptied for recovery from committed changelogs",
+                 extra={"keys": dropped})
+    return dropped
 
 
 class CommitBarrier:

@@ -133,6 +133,11 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.processing_guarantee == "exactly_once" and not settings.store.startswith("memory://"):
+        raise SettingsError(
+            "TACTFUL_PROCESSING_GUARANTEE=exactly_once needs TACTFUL_STORE=memory:// "
+            "(a RocksDB store would keep writes of aborted transactions after a rebalance)"
+        )
     if settings.public_url and not settings.link_secret:
         raise SettingsError("TACTFUL_PUBLIC_URL needs TACTFUL_LINK_SECRET to sign links")
     if settings.security_protocol.startswith("SASL") and not (

@@ -63,6 +63,7 @@ from tactful.core.messages import (
 from tactful.core.policy import Policy
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.app import TactfulApp, bytes_table, create_app
+from tactful.service.gate import forget_uncommitted_state
 from tactful.service.settings import Settings
 
 log = logging.getLogger("tactful.worker")
@@ -264,13 +265,13 @@ class Worker:
         async def tick() -> None:
             await self.send_ticks()
 
-        async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
-            revoked = args[0] if args else kwargs.get("revoked", set())
-            self.forget_partitions({tp.partition for tp in revoked})
+        async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+            tps = args[0] if args else kwargs.get("revoked", set())
+            await self.on_revoked({tp.partition for tp in tps})
 
-        app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
 
-        self._agents = (sessions_agent, skus_agent, customers_agent, tick, forget)
+        self._agents = (sessions_agent, skus_agent, customers_agent, tick, revoked)
         del topics
 
     @asynccontextmanager
@@ -288,11 +289,28 @@ class Worker:
         finally:
             barrier.leave()
 
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """A rebalance: every agent is idle and the outputs are flushed (Faust did both).
+
+        At least once, the held state goes out now and is delivered before the worker
+        rejoins, so the partitions' next owners recover it. Exactly-once, the open
+        transactions are aborted, so the tables start again from what was committed.
+        """
+        if not partitions:
+            return
+        gate = self.app.changelog_gate
+        if self.app.commit_barrier is None:
+            if gate is not None:
+                await gate.release(self.app.producer)
+                await self.app.producer.flush()
+        else:
+            if gate is not None:
+                gate.drop(partitions)
+            forget_uncommitted_state(self.app)
+        self.forget_partitions(partitions)
+
     def forget_partitions(self, partitions: set[int]) -> None:
         """Derived per-partition state is rebuilt by whoever owns the partition next."""
-        gate = self.app.changelog_gate
-        if gate is not None:
-            gate.drop(partitions)
         for key in [k for k in self.timers if k[1] in partitions]:
             del self.timers[key]
         for key in [k for k in self.partition_clocks if k[1] in partitions]:
