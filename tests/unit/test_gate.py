@@ -9,6 +9,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from faust.types import TP
 
 from tactful.service.app import bytes_table, create_app
@@ -242,3 +243,63 @@ async def test_an_agent_cancelled_inside_an_event_does_not_block_commits() -> No
         await task
     async with barrier.closed():
         assert barrier.busy == 0
+
+
+class _Assignor:
+    def group_for_topic(self, topic: str) -> int:
+        return {"in.storefront": 1, "app-customers-changelog": 1}[topic]
+
+
+class _TxnProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None, str | None]] = []
+
+    async def send(self, topic: str, key: Any, value: Any, partition: int | None,
+                   timestamp: Any, headers: Any, *, transactional_id: str | None) -> None:
+        self.sent.append((topic, partition, transactional_id))
+
+
+def _manager() -> tuple[Any, _TxnProducer]:
+    from types import SimpleNamespace
+
+    from tactful.service.gate import SourceTransactionManager
+
+    manager: Any = SourceTransactionManager.__new__(SourceTransactionManager)
+    producer = _TxnProducer()
+    manager.app = SimpleNamespace(assignor=_Assignor(), conf=SimpleNamespace(id="app"))
+    manager.producer = producer
+    return manager, producer
+
+
+async def test_an_event_s_sends_go_into_its_source_partition_s_transaction() -> None:
+    import weakref
+    from types import SimpleNamespace
+
+    from faust.streams import _current_event
+
+    class Event:  # what Faust's stream sets while an agent works on a record
+        message = SimpleNamespace(topic="in.storefront", partition=2)
+
+    manager, producer = _manager()
+    event = Event()
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        # an intent keyed to another partition, a message to a customer partition
+        await manager.send("out.intents", b"cust-9", b"{}", None, None, None)
+        await manager.send("in.customer-events", b"cust-9", b"x", 3, None, None)
+    finally:
+        _current_event.reset(token)
+    assert producer.sent == [("out.intents", None, "app-1-2"),
+                             ("in.customer-events", 3, "app-1-2")]
+
+
+async def test_outside_an_event_a_record_goes_into_its_own_partition_s_transaction() -> None:
+    from faust.exceptions import ProducerSendError
+
+    manager, producer = _manager()
+    await manager.send("app-customers-changelog", b"cust-9", b"v", 1, None, None)
+    assert producer.sent == [("app-customers-changelog", 1, "app-1-1")]
+    with pytest.raises(ProducerSendError):  # never silently outside a transaction
+        await manager.send("out.intents", b"cust-9", b"{}", None, None, None)
+    with pytest.raises(ProducerSendError):
+        await manager.send("not-assigned", b"k", b"v", 0, None, None)

@@ -46,6 +46,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from faust.exceptions import ProducerSendError
 from faust.streams import current_event
 from faust.tables.table import Table
 from faust.transport.consumer import TransactionManager
@@ -206,8 +207,13 @@ class GatedTable(Table[Any, Any]):
 class SourceTransactionManager(TransactionManager):
     """Exactly-once: whatever an event causes goes into the transaction of the partition
     the event came from, the one that commits its offset. Outside an event (the gate's
-    release at commit) Faust's choice stands: the changelog partition's transaction,
-    which is the source partition's, as tables are co-partitioned with their input."""
+    release at commit) a record goes into the transaction of its own partition: a
+    changelog partition is its table's input partition, tables being co-partitioned.
+
+    Faust would look the partition up in the consumer's metadata and, for a topic it
+    does not find there, send outside any transaction; here a send that cannot name its
+    transaction fails instead (ticks, which carry no state, use the plain producer).
+    """
 
     async def send(
         self,
@@ -221,11 +227,17 @@ class SourceTransactionManager(TransactionManager):
         transactional_id: str | None = None,
     ) -> Awaitable[Any]:
         event = current_event()
-        if event is None:
-            return await super().send(topic, key, value, partition, timestamp, headers)
-        source = event.message.tp
-        group = self.app.assignor.group_for_topic(source.topic)
-        tid = f"{self.app.conf.id}-{group}-{source.partition}"
+        if event is not None:
+            source, number = event.message.topic, event.message.partition
+        elif partition is not None:
+            source, number = topic, partition
+        else:
+            raise ProducerSendError(f"exactly-once: no transaction for a send to {topic}")
+        try:
+            group = self.app.assignor.group_for_topic(source)
+        except KeyError:
+            raise ProducerSendError(f"exactly-once: {source} is not assigned here") from None
+        tid = f"{self.app.conf.id}-{group}-{number}"
         result: Awaitable[Any] = await self.producer.send(
             topic, key, value, partition, timestamp, headers, transactional_id=tid
         )
