@@ -107,6 +107,15 @@ def test_drop_forgets_held_records_of_revoked_partitions() -> None:
     table.set(gate, b"lost-too", b"1", 3)
     assert gate.drop({3, 5}) == 2
     assert [fut.message.key for _, fut in gate.held] == [b"kept"]
+    assert table.data == {b"kept": b"1", b"lost": b"1", b"lost-too": b"1"}
+
+
+def test_at_least_once_drop_also_evicts_the_keys_of_dropped_records() -> None:
+    gate, table = ChangelogGate(), Table()
+    table.set(gate, b"kept", b"1", 0)
+    table.set(gate, b"lost", b"1", 3)
+    assert gate.drop({3}, evict=True) == 1
+    assert table.data == {b"kept": b"1"}  # the next owner's changelog is the truth
 
 
 def test_exactly_once_tables_are_emptied_and_recovered_from_the_start() -> None:

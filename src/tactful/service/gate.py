@@ -21,10 +21,9 @@ At least once, the gate keeps the order ``outputs → state → offsets``:
 
 A crash at any point then loses only work whose input is processed again: the outputs
 it repeats carry the same deterministic ids (at least once, never at most once).
-When a rebalance takes partitions away, the records still held go out then (the
-outputs before them were flushed first) and are delivered before the worker rejoins
-the group, so whichever worker owns a partition next, this one or another, recovers
-the state its inputs' outputs left; inputs not yet committed are applied again.
+When a rebalance takes partitions away, the records still held are dropped and their
+keys evicted from the local store: the inputs not yet committed are applied again by
+the partitions' next owner, on the state the changelog holds.
 
 With ``processing_guarantee=exactly_once`` Kafka transactions make outputs, changelog
 and offsets visible together, provided everything an input caused goes into the
@@ -101,11 +100,22 @@ class ChangelogGate:
         self.released += len(latest)
         self.coalesced += len(batch) - len(latest)
 
-    def drop(self, partitions: Iterable[int]) -> int:
-        """Forget held records of these partitions (exactly-once, at a rebalance: their
-        transaction is aborted, and the tables are recovered from what was committed)."""
+    def drop(self, partitions: Iterable[int], *, evict: bool = False) -> int:
+        """Forget held records of these partitions: their inputs are applied again by
+        the partitions' next owner. ``evict`` (at least once) also removes their keys
+        from the local store, so the state is not ahead of the committed offsets
+        (re-applied internal messages are not all idempotent). Exactly-once empties
+        the tables instead (``forget_uncommitted_state``)."""
         lost = set(partitions)
-        kept = [entry for entry in self.held if entry[1].message.partition not in lost]
+        kept = []
+        for entry in self.held:
+            table, fut = entry
+            if fut.message.partition in lost:
+                if evict:
+                    with contextlib.suppress(KeyError):
+                        del table.data[fut.message.key]
+            else:
+                kept.append(entry)
         dropped = len(self.held) - len(kept)
         self.held = kept
         return dropped
