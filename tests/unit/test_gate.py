@@ -6,15 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from faust.types import TP
 
 from tactful.service.app import bytes_table, create_app
-from tactful.service.gate import ChangelogGate, CommitBarrier, forget_uncommitted_state
+from tactful.service.gate import (
+    ABSENT,
+    ChangelogGate,
+    CommitBarrier,
+    forget_uncommitted_state,
+)
 from tactful.service.settings import from_env
+
+
+class Channel:
+    """Where the gate hands a record over by default (a Faust topic)."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        self.published.append(fut)
 
 
 @dataclass
@@ -22,6 +37,7 @@ class Msg:
     key: bytes
     partition: int
     value: bytes = b""
+    channel: Channel = field(default_factory=Channel)
 
 
 @dataclass
@@ -55,10 +71,15 @@ class Producer:
 class Table:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+        self.records: list[Fut] = []
 
-    def set(self, gate: ChangelogGate, key: bytes, value: bytes, partition: int) -> None:
+    def set(self, gate: ChangelogGate, key: bytes, value: bytes, partition: int,
+            source: TP | None = None, offset: int = -1) -> None:
+        # As Faust does: the changelog record first, then the store.
+        fut = Fut(Msg(key, partition, value))
+        self.records.append(fut)
+        gate.hold(self, fut, self.data.get(key, ABSENT), source, offset)
         self.data[key] = value
-        gate.hold(self, Fut(Msg(key, partition, value)))
 
 
 async def test_held_records_follow_the_flush_of_outputs_sent_before_them() -> None:
@@ -100,22 +121,105 @@ async def test_records_held_during_a_release_wait_for_the_next_one() -> None:
     assert flushed_b < len(producer.log) - 1
 
 
+async def test_only_the_state_of_committed_inputs_goes_out() -> None:
+    # An agent may be halfway through an input when offsets are committed: what it
+    # wrote waits for the commit that covers its input (the next offset to read).
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    consent, internal = TP("consent", 0), TP("customer-events", 0)
+    table.set(gate, b"k1", b"1", 0, consent, 10)
+    table.set(gate, b"k2", b"1", 0, internal, 5)
+    table.set(gate, b"k2", b"2", 0, consent, 11)  # includes the uncommitted input at 5
+    table.set(gate, b"k3", b"1", 0, consent, 12)
+    await gate.release(producer, producer.publish, upto={consent: 12, internal: 5})
+    assert [(f.message.key, f.message.value) for f in producer.released] == [(b"k1", b"1")]
+    # consent@11 was committed before: k2's last record goes once internal@5 is.
+    await gate.release(producer, producer.publish, upto={internal: 6})
+    assert [(f.message.key, f.message.value) for f in producer.released][1:] == [
+        (b"k2", b"2")]
+    assert [entry.fut.message.key for entry in gate.held] == [b"k3"]
+
+
+async def test_a_drop_after_a_partial_release_undoes_to_what_went_out() -> None:
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    source = TP("consent", 0)
+    table.set(gate, b"k", b"1", 0, source, 1)
+    table.set(gate, b"k", b"2", 0, source, 2)
+    await gate.release(producer, producer.publish, upto={source: 2})
+    gate.drop({0}, restore=True)
+    assert table.data == {b"k": b"1"}
+
+
 def test_drop_forgets_held_records_of_revoked_partitions() -> None:
     gate, table = ChangelogGate(flush_outputs=False), Table()
     table.set(gate, b"kept", b"1", 0)
     table.set(gate, b"lost", b"1", 3)
     table.set(gate, b"lost-too", b"1", 3)
     assert gate.drop({3, 5}) == 2
-    assert [fut.message.key for _, fut in gate.held] == [b"kept"]
+    assert [entry.fut.message.key for entry in gate.held] == [b"kept"]
     assert table.data == {b"kept": b"1", b"lost": b"1", b"lost-too": b"1"}
 
 
-def test_at_least_once_drop_also_evicts_the_keys_of_dropped_records() -> None:
+def test_at_least_once_drop_puts_dropped_keys_back_to_their_changelog_value() -> None:
     gate, table = ChangelogGate(), Table()
+    table.data[b"known"] = b"0"  # recovered from the changelog earlier
     table.set(gate, b"kept", b"1", 0)
-    table.set(gate, b"lost", b"1", 3)
-    assert gate.drop({3}, evict=True) == 1
-    assert table.data == {b"kept": b"1"}  # the next owner's changelog is the truth
+    table.set(gate, b"known", b"1", 3)
+    table.set(gate, b"known", b"2", 3)
+    table.set(gate, b"new", b"1", 3)
+    assert gate.drop({3}, restore=True) == 3
+    # A partition this worker gets back is not recovered again: its store must hold
+    # what the changelog holds, the value before the first dropped write.
+    assert table.data == {b"kept": b"1", b"known": b"0"}
+    assert [entry.fut.message.key for entry in gate.held] == [b"kept"]
+
+
+async def test_after_a_release_a_drop_undoes_to_the_released_value() -> None:
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    table.set(gate, b"cust-1", b"v1", 0)
+    await gate.release(producer, producer.publish)
+    table.set(gate, b"cust-1", b"v2", 0)
+    gate.drop({0}, restore=True)
+    assert table.data == {b"cust-1": b"v1"}
+
+
+async def test_a_write_during_a_release_undoes_to_the_value_that_release_hands_over() -> None:
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    table.set(gate, b"cust-1", b"v1", 0)
+    release = asyncio.ensure_future(gate.release(producer, producer.publish))
+    await asyncio.sleep(0)  # flushing outputs: the agent writes the key again
+    table.set(gate, b"cust-1", b"v2", 0)
+    await release
+    assert [f.message.value for f in producer.released] == [b"v1"]
+    gate.drop({0}, restore=True)
+    assert table.data == {b"cust-1": b"v1"}
+
+
+def test_restore_names_the_partition_to_a_store_with_one_database_per_partition() -> None:
+    class Rocks:
+        """Faust's RocksDB store picks its database from the current event, of which a
+        rebalance has none."""
+
+        def __init__(self) -> None:
+            self.dbs: dict[int, dict[bytes, bytes]] = {2: {b"a": b"new", b"b": b"new"}}
+
+        def _db_for_partition(self, partition: int) -> Any:
+            db = self.dbs.setdefault(partition, {})
+
+            class DB:
+                put = db.__setitem__
+
+                @staticmethod
+                def delete(key: bytes) -> None:
+                    db.pop(key, None)
+
+            return DB
+
+    gate, table = ChangelogGate(), Table()
+    table.data = Rocks()  # type: ignore[assignment]
+    gate.hold(table, Fut(Msg(b"a", 2, b"new")), b"old")
+    gate.hold(table, Fut(Msg(b"b", 2, b"new")), ABSENT)
+    gate.drop({2}, restore=True)
+    assert table.data.dbs == {2: {b"a": b"old"}}  # type: ignore[attr-defined]
 
 
 def test_exactly_once_tables_are_emptied_and_recovered_from_the_start() -> None:
@@ -277,6 +381,7 @@ def _manager() -> tuple[Any, _TxnProducer]:
     producer = _TxnProducer()
     manager.app = SimpleNamespace(assignor=_Assignor(), conf=SimpleNamespace(id="app"))
     manager.producer = producer
+    manager.failed = {}
     return manager, producer
 
 
@@ -312,3 +417,75 @@ async def test_outside_an_event_a_record_goes_into_its_own_partition_s_transacti
         await manager.send("out.intents", b"cust-9", b"{}", None, None, None)
     with pytest.raises(ProducerSendError):
         await manager.send("not-assigned", b"k", b"v", 0, None, None)
+
+
+def _consumer(monkeypatch: pytest.MonkeyPatch, committed: list[dict[TP, int]]) -> Any:
+    """A GatedConsumer whose Faust base class only records what it would commit."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import faust.transport.consumer as base
+
+    from tactful.service.gate import GatedConsumer
+
+    async def commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True
+                             ) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(base.Consumer, "_commit_offsets", commit_offsets)
+    consumer: Any = GatedConsumer.__new__(GatedConsumer)
+    consumer.app = SimpleNamespace(changelog_gate=ChangelogGate(), producer=Producer(),
+                                   commit_barrier=None)
+    consumer._acked, consumer._acked_index = defaultdict(list), defaultdict(set)
+    consumer._gap = defaultdict(list)
+    consumer.assignment = lambda: {TP("in", 0), TP("in", 1)}
+    return consumer
+
+
+async def test_a_late_ack_during_a_revocation_commits_nothing_of_the_revoked_partition(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import faust.transport.consumer as base
+
+    committed: list[dict[TP, int]] = []
+    consumer = _consumer(monkeypatch, committed)
+    lost, kept = TP("in", 0), TP("in", 1)
+    table = Table()
+    table.set(consumer.app.changelog_gate, b"k", b"v", 0, lost, 991)
+
+    async def faust_revocation(self: Any, revoked: set[TP]) -> None:
+        for tp in revoked:  # Faust forgets the acked offsets 934..991 ...
+            self._acked.pop(tp, None)
+        self._acked[lost].append(992)  # ... the event in hand is acked afterwards ...
+        await self._commit_offsets({lost: 993, kept: 50})  # ... and wait_empty commits
+
+    monkeypatch.setattr(base.Consumer, "on_partitions_revoked", faust_revocation)
+    await consumer.on_partitions_revoked({lost})
+    assert committed == [{kept: 50}]  # 993 would skip inputs whose state is dropped
+    assert [e.fut.message.key for e in consumer.app.changelog_gate.held] == [b"k"]
+    assert lost not in consumer._acked  # the stale ack is not committed later either
+
+    async def faust_assignment(self: Any, assigned: set[TP], generation_id: int = 0) -> None:
+        return None
+
+    monkeypatch.setattr(base.Consumer, "on_partitions_assigned", faust_assignment)
+    await consumer.on_partitions_assigned({lost})  # assigned again: commits resume
+    await consumer._commit_offsets({lost: 992})
+    assert committed[-1] == {lost: 992}
+    assert consumer.app.changelog_gate.held == []  # its input committed: state goes out
+    assert [f.message.key for f in table_record_channel(table).published] == [b"k"]
+
+
+def table_record_channel(table: Table) -> Channel:
+    return next(iter(table.records)).message.channel
+
+
+async def test_a_failed_transactional_send_stops_its_transaction_from_committing() -> None:
+    from faust.exceptions import ProducerSendError
+
+    manager, _ = _manager()
+    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    failed.set_exception(RuntimeError("batch failed"))
+    manager._sent(failed, "app-1-0", "app-customers-changelog")
+    with pytest.raises(ProducerSendError, match="app-1-0"):
+        await manager.commit({TP("in.storefront", 0): 10})

@@ -11,9 +11,11 @@ At least once, the gate keeps the order ``outputs → state → offsets``:
 
 1. the worker sends an event's outputs before it stores the new state;
 2. :class:`GatedTable` holds each changelog record back instead of producing it (only
-   the last record of a key is produced when several wait: fewer changelog writes);
+   the last record of a key is produced when several wait: fewer changelog writes),
+   noting the input record that caused it;
 3. before offsets are committed, :class:`GatedConsumer` flushes the producer (so every
-   output sent so far is on the broker), then hands the held changelog records to the
+   output sent so far is on the broker), then hands the held changelog records of the
+   inputs those offsets cover (an agent may be halfway through the next) to the
    producer itself (not to Faust's send-soon buffer, whose flush gives up after 0.1 s
    and whose contents are dropped at shutdown), and Faust's own commit flushes them
    before it writes the offsets. A release cut short (a stop cancels the commit task)
@@ -22,8 +24,11 @@ At least once, the gate keeps the order ``outputs → state → offsets``:
 A crash at any point then loses only work whose input is processed again: the outputs
 it repeats carry the same deterministic ids (at least once, never at most once).
 When a rebalance takes partitions away, the records still held are dropped and their
-keys evicted from the local store: the inputs not yet committed are applied again by
-the partitions' next owner, on the state the changelog holds.
+keys put back, in the local store, to the value they had when the first of them was
+held (the gate keeps that value: an undo log), which is the value the changelog holds.
+The inputs not yet committed are applied again by the partitions' next owner (maybe
+this worker again: Faust does not recover a partition it keeps) on that state, not on
+a state that already contains them.
 
 With ``processing_guarantee=exactly_once`` Kafka transactions make outputs, changelog
 and offsets visible together, provided everything an input caused goes into the
@@ -62,63 +67,158 @@ async def publish_message(fut: FutureMessage) -> Any:
     return await fut.message.channel.publish_message(fut, wait=False)
 
 
+ABSENT: Any = object()  # the key had no value (its undo is a delete)
+
+Slot = tuple[int, "int | None", Any]  # (table, partition, key)
+
+
+class Held:
+    """A changelog record waiting at the gate, with the input record that caused it."""
+
+    __slots__ = ("fut", "offset", "source", "table")
+
+    def __init__(self, table: Any, fut: FutureMessage, source: TP | None, offset: int) -> None:
+        self.table, self.fut, self.source, self.offset = table, fut, source, offset
+
+    @property
+    def slot(self) -> Slot:
+        return (id(self.table), self.fut.message.partition, self.fut.message.key)
+
+
+def restore_local(table: Any, partition: int | None, key: Any, value: Any) -> None:
+    """Put ``key`` back to ``value`` (``ABSENT``: remove it) in the table's local store
+    only, without a changelog record. RocksDB keeps one database per partition and
+    needs the partition named (there is no current event to pick it)."""
+    store = table.data
+    db_for_partition = getattr(store, "_db_for_partition", None)
+    if db_for_partition is not None and partition is not None:
+        db = db_for_partition(partition)
+        if value is ABSENT:
+            db.delete(key)
+        else:
+            db.put(key, value)
+        return
+    if value is ABSENT:
+        with contextlib.suppress(KeyError):
+            del store[key]
+    else:
+        store[key] = value
+
+
 class ChangelogGate:
-    """Changelog records waiting for the outputs sent before them to be delivered.
+    """Changelog records waiting until the input that caused them is committed (and
+    the outputs sent before them are delivered); for each key held, the value it had
+    before, put back if the records are dropped.
 
     ``flush_outputs=False`` under exactly-once: the outputs are in the same transaction.
     """
 
     def __init__(self, *, flush_outputs: bool = True) -> None:
         self.flush_outputs = flush_outputs
-        self.held: list[tuple[Any, FutureMessage]] = []
+        self.held: list[Held] = []
+        self.before: dict[Slot, Any] = {}  # value in the store before the first held write
+        self.committed: dict[TP, int] = {}  # offsets committed so far (next to read)
         self.released = 0
         self.coalesced = 0  # records not sent: a later one of the same key replaced them
+        self._drops = 0  # drop() calls, so a release notices one made while it waits
 
-    def hold(self, table: Any, fut: FutureMessage) -> None:
-        self.held.append((table, fut))
+    def hold(self, table: Any, fut: FutureMessage, before: Any = ABSENT,
+             source: TP | None = None, offset: int = -1) -> None:
+        """Hold ``fut``, written while processing the record at ``offset`` of ``source``
+        (None: outside any input record); ``before`` is the key's value in the store
+        as it is written."""
+        entry = Held(table, fut, source, offset)
+        if entry.slot not in self.before:
+            self.before[entry.slot] = before
+        self.held.append(entry)
 
-    async def release(self, producer: Any, publish: Publish = publish_message) -> None:
-        """Deliver every output sent so far, then hand the held records to the producer:
-        the last one of each key only (Kafka Streams' record cache does the same), as the
-        changelog is compacted to that anyway. Records stay held until handed over, so a
-        release that is cancelled leaves them for the next one (a record handed over
-        twice is the same value twice)."""
+    def _covered(self, entry: Held, upto: Mapping[TP, int] | None) -> bool:
+        if upto is None or entry.source is None:
+            return True
+        tp = entry.source
+        return entry.offset < max(upto.get(tp, -1), self.committed.get(tp, -1))
+
+    async def release(self, producer: Any, publish: Publish = publish_message,
+                      upto: Mapping[TP, int] | None = None) -> None:
+        """Hand over the held records whose input is committed with ``upto`` (or was
+        before; None: all of them), after delivering every output sent so far.
+
+        Only the last record of each key is produced (Kafka Streams' record cache does
+        the same), as the changelog is compacted to that anyway; a key's records after
+        one whose input is not committed wait with it (the state includes that input).
+        Records stay held until handed over, so a release that is cancelled leaves them
+        for the next one (a record handed over twice is the same value twice)."""
         if not self.held:
             return
-        batch = list(self.held)
+        at_batch = self._drops  # a drop() from here on may take some of the batch away
+        blocked: set[Slot] = set()
+        latest: dict[Slot, Held] = {}
+        members: dict[Slot, list[int]] = {}
+        for entry in self.held:
+            slot = entry.slot
+            if slot in blocked:
+                continue
+            if not self._covered(entry, upto):
+                blocked.add(slot)
+                continue
+            latest[slot] = entry
+            members.setdefault(slot, []).append(id(entry))
+        if upto is not None:
+            for tp, offset in upto.items():
+                self.committed[tp] = max(offset, self.committed.get(tp, -1))
+        if not latest:
+            return
         if self.flush_outputs:
             await producer.flush()
-        still = {id(entry) for entry in self.held}  # drop() may have run meanwhile
-        batch = [entry for entry in batch if id(entry) in still]
-        latest: dict[tuple[int, int | None, Any], FutureMessage] = {}
-        for table, fut in batch:
-            latest[(id(table), fut.message.partition, fut.message.key)] = fut
-        for fut in latest.values():
-            await publish(fut)
-        handed = {id(entry) for entry in batch}
+        handed: set[int] = set()
+        seen, now_held = at_batch, set()
+        for slot, entry in latest.items():
+            if self._drops != seen:  # a rebalance dropped records meanwhile
+                seen, now_held = self._drops, {id(e) for e in self.held}
+            if seen != at_batch and id(entry) not in now_held:
+                continue  # a dropped record is never handed over
+            await publish(entry.fut)
+            handed.update(members[slot])
+            self.released += 1
+            self.coalesced += len(members[slot]) - 1
+            # The changelog now has this value: a later drop undoes to it.
+            self.before[slot] = _value_of(entry.fut)
         self.held = [entry for entry in self.held if id(entry) not in handed]
-        self.released += len(latest)
-        self.coalesced += len(batch) - len(latest)
+        waiting = {entry.slot for entry in self.held}
+        self.before = {slot: v for slot, v in self.before.items() if slot in waiting}
 
-    def drop(self, partitions: Iterable[int], *, evict: bool = False) -> int:
+    def drop(self, partitions: Iterable[int], *, restore: bool = False) -> int:
         """Forget held records of these partitions: their inputs are applied again by
-        the partitions' next owner. ``evict`` (at least once) also removes their keys
-        from the local store, so the state is not ahead of the committed offsets
-        (re-applied internal messages are not all idempotent). Exactly-once empties
-        the tables instead (``forget_uncommitted_state``)."""
+        the partitions' next owner. ``restore`` (at least once) also puts their keys
+        back, in the local store, to the value the changelog holds, so the state is
+        not ahead of the committed offsets (re-applied internal messages are not all
+        idempotent). Exactly-once empties the tables instead
+        (``forget_uncommitted_state``)."""
         lost = set(partitions)
         kept = []
+        undone: set[Slot] = set()
         for entry in self.held:
-            table, fut = entry
-            if fut.message.partition in lost:
-                if evict:
-                    with contextlib.suppress(KeyError):
-                        del table.data[fut.message.key]
+            partition = entry.fut.message.partition
+            if partition in lost:
+                slot = entry.slot
+                if slot not in undone:
+                    undone.add(slot)
+                    before = self.before.pop(slot, ABSENT)
+                    if restore:
+                        restore_local(entry.table, partition, entry.fut.message.key, before)
             else:
                 kept.append(entry)
         dropped = len(self.held) - len(kept)
         self.held = kept
+        self._drops += 1
+        for tp in [tp for tp in self.committed if tp.partition in lost]:
+            del self.committed[tp]  # the next assignment starts from Kafka's offsets
         return dropped
+
+
+def _value_of(fut: FutureMessage) -> Any:
+    value = fut.message.value
+    return ABSENT if value is None else value
 
 
 def forget_uncommitted_state(app: Any) -> int:
@@ -210,7 +310,12 @@ class GatedTable(Table[Any, Any]):
             callback=self._on_changelog_sent,
             eager_partitioning=True,
         )
-        gate.hold(self, fut)
+        event = current_event()
+        if event is None:
+            gate.hold(self, fut, self.data.get(key, ABSENT))
+        else:
+            gate.hold(self, fut, self.data.get(key, ABSENT),
+                      event.message.tp, event.message.offset)
         return fut
 
 
@@ -224,6 +329,10 @@ class SourceTransactionManager(TransactionManager):
     does not find there, send outside any transaction; here a send that cannot name its
     transaction fails instead (ticks, which carry no state, use the plain producer).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed: dict[str, BaseException] = {}
 
     async def send(
         self,
@@ -251,12 +360,56 @@ class SourceTransactionManager(TransactionManager):
         result: Awaitable[Any] = await self.producer.send(
             topic, key, value, partition, timestamp, headers, transactional_id=tid
         )
+        if isinstance(result, asyncio.Future):
+            result.add_done_callback(lambda f: self._sent(f, tid, topic))
         return result
+
+    def _sent(self, fut: asyncio.Future[Any], tid: str, topic: str) -> None:
+        """A send that failed poisons its transaction: committing it would make the
+        input's offset visible without the record (aiokafka completes a transaction
+        whose batch failed). The commit refuses, the worker stops, the transaction is
+        aborted, and the next start processes the input again."""
+        if fut.cancelled() or fut.exception() is None:
+            return
+        exc = fut.exception()
+        self.failed.setdefault(tid, exc)  # type: ignore[arg-type]
+        log.error("a transactional send failed; the transaction will not be committed",
+                  extra={"transactional_id": tid, "topic": topic, "error": repr(exc)})
+
+    async def commit(self, offsets: Mapping[TP, int],
+                     start_new_transaction: bool = True) -> bool:
+        if self.failed:
+            tid, exc = next(iter(self.failed.items()))
+            raise ProducerSendError(f"exactly-once: a send in {tid} failed: {exc!r}")
+        done: bool = await super().commit(offsets, start_new_transaction)
+        return done
 
 
 class GatedConsumer(Consumer):
     """Faust's aiokafka consumer: commits between events when the app has a barrier
-    (exactly-once), and releases the gate before offsets are committed."""
+    (exactly-once), releases the gate before offsets are committed, and commits nothing
+    of partitions being revoked.
+
+    At a revocation Faust forgets the acked offsets of the revoked partitions, then
+    waits for the agents to finish the events in hand and commits. The ack of such an
+    event, arriving in between, would commit past every offset Faust forgot, whose
+    state the gate is about to drop: inputs lost. Their next owner processes them
+    again instead.
+    """
+
+    revoking: frozenset[TP] = frozenset()
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.revoking = frozenset(revoked)
+        await super().on_partitions_revoked(revoked)
+        for tp in revoked:  # acks that came in after Faust forgot the rest
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+            self._gap.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.revoking = frozenset()
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def force_commit(
         self, topics: Any = None, start_new_transaction: bool = True
@@ -272,9 +425,17 @@ class GatedConsumer(Consumer):
     async def _commit_offsets(
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
     ) -> bool:
+        if self.revoking:
+            offsets = {tp: o for tp, o in offsets.items() if tp not in self.revoking}
+            if not offsets:
+                return False
         gate: ChangelogGate | None = getattr(self.app, "changelog_gate", None)
         if gate is not None:
-            await gate.release(self.app.producer)
+            # Faust discards the offsets of partitions no longer assigned: only the
+            # state of inputs whose offsets are really committed may go out.
+            assignment = self.assignment()
+            await gate.release(self.app.producer, upto={
+                tp: offset for tp, offset in offsets.items() if tp in assignment})
         committed: bool = await super()._commit_offsets(
             offsets, start_new_transaction=start_new_transaction
         )

@@ -292,16 +292,17 @@ class Worker:
     async def on_revoked(self, partitions: set[int]) -> None:
         """A rebalance: every agent is idle and the outputs are flushed (Faust did both).
 
-        At least once, held state is dropped and its keys evicted: the uncommitted
-        inputs are applied again. Exactly-once, the open transactions are aborted, so
-        the tables start again from what was committed.
+        At least once, held state is dropped and its keys put back to the value the
+        changelog holds: the uncommitted inputs are applied again, on that.
+        Exactly-once, the open transactions are aborted, so the tables start again
+        from what was committed.
         """
         if not partitions:
             return
         gate = self.app.changelog_gate
         if self.app.commit_barrier is None:
             if gate is not None:
-                gate.drop(partitions, evict=True)
+                gate.drop(partitions, restore=True)
         else:
             if gate is not None:
                 gate.drop(partitions)
