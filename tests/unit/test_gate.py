@@ -139,6 +139,22 @@ async def test_only_the_state_of_committed_inputs_goes_out() -> None:
     assert [entry.fut.message.key for entry in gate.held] == [b"k3"]
 
 
+async def test_an_input_s_records_go_out_together_or_not_at_all() -> None:
+    # "apply" (customer-events@7, committed) writes the customer, who waits behind an
+    # uncommitted consent@3, and deletes a pending entry: if the delete went out alone,
+    # a rebalance would lose the entry and the customer's update both.
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    consent, internal = TP("consent", 0), TP("customer-events", 0)
+    table.set(gate, b"cust", b"v1", 0, consent, 3)
+    table.set(gate, b"cust", b"v2", 0, internal, 7)
+    table.set(gate, b"pending/5", b"", 0, internal, 7)
+    table.set(gate, b"other", b"x", 0, internal, 6)
+    await gate.release(producer, producer.publish, upto={internal: 8})
+    assert [f.message.key for f in producer.released] == [b"other"]
+    await gate.release(producer, producer.publish, upto={consent: 4})
+    assert [f.message.key for f in producer.released][1:] == [b"cust", b"pending/5"]
+
+
 async def test_a_drop_after_a_partial_release_undoes_to_what_went_out() -> None:
     gate, producer, table = ChangelogGate(), Producer(), Table()
     source = TP("consent", 0)
@@ -489,3 +505,23 @@ async def test_a_failed_transactional_send_stops_its_transaction_from_committing
     manager._sent(failed, "app-1-0", "app-customers-changelog")
     with pytest.raises(ProducerSendError, match="app-1-0"):
         await manager.commit({TP("in.storefront", 0): 10})
+
+
+async def test_the_seek_to_committed_offsets_happens_with_the_flow_stopped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Records fetched while Faust's recovery seeks would reach the stream queues and be
+    # emptied out with them when it resumes the flow: inputs never processed.
+    import faust.transport.consumer as base
+
+    consumer = _consumer(monkeypatch, [])
+    consumer.flow_active = True
+    consumer.can_resume_flow, consumer.suspend_flow = asyncio.Event(), asyncio.Event()
+    seen: list[bool] = []
+
+    async def faust_seek(self: Any) -> None:
+        seen.append(self.flow_active)
+
+    monkeypatch.setattr(base.Consumer, "perform_seek", faust_seek)
+    await consumer.perform_seek()
+    assert seen == [False]
+    assert not consumer.flow_active  # recovery resumes it once the seek is done

@@ -138,29 +138,47 @@ class ChangelogGate:
         tp = entry.source
         return entry.offset < max(upto.get(tp, -1), self.committed.get(tp, -1))
 
+    def _releasable(self, upto: Mapping[TP, int] | None) -> list[Held]:
+        """The held records that may go out: an input's records all go, or none of them
+        (its state changes are one), and a key's records go in order (a record after
+        one that waits includes what that one wrote). An input waits if it is not
+        committed, or if one of its records follows a record that waits."""
+        waiting: set[tuple[TP | None, int]] = {
+            (e.source, e.offset) for e in self.held
+            if e.source is not None and not self._covered(e, upto)}
+        while True:
+            blocked: set[Slot] = set()
+            grew = False
+            out = []
+            for entry in self.held:
+                event = (entry.source, entry.offset)
+                if entry.slot in blocked or (entry.source is not None and event in waiting):
+                    blocked.add(entry.slot)
+                    if entry.source is not None and event not in waiting:
+                        waiting.add(event)
+                        grew = True
+                else:
+                    out.append(entry)
+            if not grew:
+                return out
+
     async def release(self, producer: Any, publish: Publish = publish_message,
                       upto: Mapping[TP, int] | None = None) -> None:
         """Hand over the held records whose input is committed with ``upto`` (or was
         before; None: all of them), after delivering every output sent so far.
 
         Only the last record of each key is produced (Kafka Streams' record cache does
-        the same), as the changelog is compacted to that anyway; a key's records after
-        one whose input is not committed wait with it (the state includes that input).
+        the same), as the changelog is compacted to that anyway; see ``_releasable`` for
+        which records wait.
         Records stay held until handed over, so a release that is cancelled leaves them
         for the next one (a record handed over twice is the same value twice)."""
         if not self.held:
             return
         at_batch = self._drops  # a drop() from here on may take some of the batch away
-        blocked: set[Slot] = set()
         latest: dict[Slot, Held] = {}
         members: dict[Slot, list[int]] = {}
-        for entry in self.held:
+        for entry in self._releasable(upto):
             slot = entry.slot
-            if slot in blocked:
-                continue
-            if not self._covered(entry, upto):
-                blocked.add(slot)
-                continue
             latest[slot] = entry
             members.setdefault(slot, []).append(id(entry))
         if upto is not None:
@@ -387,8 +405,9 @@ class SourceTransactionManager(TransactionManager):
 
 class GatedConsumer(Consumer):
     """Faust's aiokafka consumer: commits between events when the app has a barrier
-    (exactly-once), releases the gate before offsets are committed, and commits nothing
-    of partitions being revoked.
+    (exactly-once), releases the gate before offsets are committed, commits nothing
+    of partitions being revoked, and seeks to the committed offsets with the flow
+    stopped (``perform_seek``).
 
     At a revocation Faust forgets the acked offsets of the revoked partitions, then
     waits for the agents to finish the events in hand and commits. The ack of such an
@@ -406,6 +425,20 @@ class GatedConsumer(Consumer):
             self._acked.pop(tp, None)
             self._acked_index.pop(tp, None)
             self._gap.pop(tp, None)
+
+    async def perform_seek(self) -> None:
+        """Seek the stream partitions to their committed offsets with the flow stopped.
+
+        Faust's recovery resumes the stream partitions, then seeks them, then resumes
+        the flow, which empties the stream queues. The consumer flow is already running
+        (recovery reads changelogs with it), so records fetched while the seek is under
+        way reach the queues, move the read offset past them and are emptied out with
+        the queues: inputs never processed, and never fetched again. With the flow
+        stopped while seeking, every record from the committed offset on is fetched
+        after the seek, and the flow resumes (queues emptied) with nothing fetched yet."""
+        self.stop_flow()  # Faust resumes it once the seek is done (its only callers)
+        await asyncio.sleep(0)  # the fetch loop lets go of the record in hand
+        await super().perform_seek()
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         self.revoking = frozenset()
@@ -434,8 +467,8 @@ class GatedConsumer(Consumer):
             # Faust discards the offsets of partitions no longer assigned: only the
             # state of inputs whose offsets are really committed may go out.
             assignment = self.assignment()
-            await gate.release(self.app.producer, upto={
-                tp: offset for tp, offset in offsets.items() if tp in assignment})
+            upto = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+            await gate.release(self.app.producer, upto=upto)
         committed: bool = await super()._commit_offsets(
             offsets, start_new_transaction=start_new_transaction
         )
