@@ -378,6 +378,9 @@ class _Assignor:
     def group_for_topic(self, topic: str) -> int:
         return {"in.storefront": 1, "app-customers-changelog": 1}[topic]
 
+    def is_standby(self, tp: TP) -> bool:
+        return False
+
 
 class _TxnProducer:
     def __init__(self) -> None:
@@ -525,3 +528,27 @@ async def test_the_seek_to_committed_offsets_happens_with_the_flow_stopped(
     await consumer.perform_seek()
     assert seen == [False]
     assert not consumer.flow_active  # recovery resumes it once the seek is done
+
+
+async def test_a_rebalance_ends_every_open_transaction_not_only_the_revoked_ones() -> None:
+    # The tables are emptied and every uncommitted input is processed again: a kept open
+    # transaction would commit their outputs twice.
+    manager, producer = _manager()
+    calls: list[str] = []
+
+    async def stop_transaction(tid: str) -> None:
+        calls.append(f"stop {tid}")
+        producer._transaction_producers.pop(tid, None)
+
+    async def maybe_begin_transaction(tid: str) -> None:
+        calls.append(f"begin {tid}")
+
+    producer._transaction_producers = {"app-1-0": object(), "app-1-1": object()}
+    producer.stop_transaction = stop_transaction  # type: ignore[attr-defined]
+    producer.maybe_begin_transaction = maybe_begin_transaction  # type: ignore[attr-defined]
+    manager.failed = {"app-1-0": RuntimeError("aborted with its transaction")}
+    manager.log = __import__("logging").getLogger("test")
+    storefront_0 = TP("in.storefront", 0)
+    await manager.on_rebalance({storefront_0}, set(), set())  # partition 0 stays
+    assert calls == ["stop app-1-0", "stop app-1-1", "begin app-1-0"]
+    assert manager.failed == {}

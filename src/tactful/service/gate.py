@@ -382,6 +382,21 @@ class SourceTransactionManager(TransactionManager):
             result.add_done_callback(lambda f: self._sent(f, tid, topic))
         return result
 
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]
+    ) -> None:
+        """Every open transaction ends at a rebalance, not only those of the partitions
+        that leave. The worker empties its tables (``forget_uncommitted_state``) and
+        processes every uncommitted input again: a transaction kept open across the
+        rebalance (Faust keeps those of the partitions that stay) would commit their
+        outputs a second time, and hold back the read_committed readers of every topic
+        it wrote to meanwhile. A stopped producer's transaction is aborted when the next
+        producer with its id starts, here or on the worker that gets its partition."""
+        open_ids = sorted(getattr(self.producer, "_transaction_producers", {}))
+        await self._stop_transactions(open_ids)
+        self.failed.clear()  # those transactions are aborted
+        await super().on_rebalance(assigned, set(), newly_assigned)
+
     def _sent(self, fut: asyncio.Future[Any], tid: str, topic: str) -> None:
         """A send that failed poisons its transaction: committing it would make the
         input's offset visible without the record (aiokafka completes a transaction
