@@ -552,3 +552,41 @@ async def test_a_rebalance_ends_every_open_transaction_not_only_the_revoked_ones
     await manager.on_rebalance({storefront_0}, set(), set())  # partition 0 stays
     assert calls == ["stop app-1-0", "stop app-1-1", "begin app-1-0"]
     assert manager.failed == {}
+
+
+class ChangelogTable(Table):
+    """A table whose changelog topic builds the records the gate writes back."""
+
+    key_serializer = value_serializer = "raw"
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+
+        class Topic:
+            @staticmethod
+            def as_future_message(*, key: bytes, value: bytes | None, partition: int,
+                                  **_: Any) -> Fut:
+                return Fut(Msg(key, partition, value, channel))  # type: ignore[arg-type]
+
+        self.changelog_topic = Topic()
+
+
+async def test_a_release_whose_commit_fails_is_written_back() -> None:
+    # Faust reports a commit that fails because the group rebalanced meanwhile by
+    # returning False: the changelog would hold state of inputs processed again later.
+    channel = Channel()
+    gate, producer, table = ChangelogGate(), Producer(), ChangelogTable(channel)
+    source = TP("storefront", 0)
+    table.set(gate, b"early", b"e1", 0, source, 1)
+    await gate.release(producer, producer.publish, upto={source: 2})  # committed
+    table.set(gate, b"early", b"e2", 0, source, 5)
+    table.set(gate, b"new", b"n1", 0, source, 6)
+    table.set(gate, b"later", b"l1", 0, source, 9)  # not covered: stays held
+    done = await gate.release(producer, producer.publish, upto={source: 7})
+    assert await gate.undo(done, channel.publish_message) == 2
+    written = {f.message.key: f.message.value for f in channel.published}
+    assert written == {b"early": b"e1", b"new": None}  # None: a tombstone
+    assert table.data == {b"early": b"e1", b"later": b"l1"}
+    assert gate.committed == {source: 2}
+    gate.drop({0}, restore=True)
+    assert table.data == {b"early": b"e1"}

@@ -68,6 +68,7 @@ async def publish_message(fut: FutureMessage) -> Any:
 
 
 ABSENT: Any = object()  # the key had no value (its undo is a delete)
+_COMMITTED: Any = object()  # nothing to undo: an earlier commit covered the record
 
 Slot = tuple[int, "int | None", Any]  # (table, partition, key)
 
@@ -103,6 +104,17 @@ def restore_local(table: Any, partition: int | None, key: Any, value: Any) -> No
             del store[key]
     else:
         store[key] = value
+
+
+class Released:
+    """What one release handed over: (table, partition, key, value the changelog had
+    before) per key, and the gate's committed offsets before it."""
+
+    __slots__ = ("committed", "slots")
+
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self.committed = committed
+        self.slots: list[tuple[Any, int | None, Any, Any]] = []
 
 
 class ChangelogGate:
@@ -163,7 +175,7 @@ class ChangelogGate:
                 return out
 
     async def release(self, producer: Any, publish: Publish = publish_message,
-                      upto: Mapping[TP, int] | None = None) -> None:
+                      upto: Mapping[TP, int] | None = None) -> Released:
         """Hand over the held records whose input is committed with ``upto`` (or was
         before; None: all of them), after delivering every output sent so far.
 
@@ -171,21 +183,25 @@ class ChangelogGate:
         the same), as the changelog is compacted to that anyway; see ``_releasable`` for
         which records wait.
         Records stay held until handed over, so a release that is cancelled leaves them
-        for the next one (a record handed over twice is the same value twice)."""
+        for the next one (a record handed over twice is the same value twice).
+
+        Returns what was handed over, with the values the changelog had before, so that
+        a commit that then fails can be undone (``undo``)."""
+        done = Released(dict(self.committed))
         if not self.held:
-            return
+            return done
         at_batch = self._drops  # a drop() from here on may take some of the batch away
         latest: dict[Slot, Held] = {}
-        members: dict[Slot, list[int]] = {}
+        members: dict[Slot, list[Held]] = {}
         for entry in self._releasable(upto):
             slot = entry.slot
             latest[slot] = entry
-            members.setdefault(slot, []).append(id(entry))
+            members.setdefault(slot, []).append(entry)
         if upto is not None:
             for tp, offset in upto.items():
                 self.committed[tp] = max(offset, self.committed.get(tp, -1))
         if not latest:
-            return
+            return done
         if self.flush_outputs:
             await producer.flush()
         handed: set[int] = set()
@@ -196,7 +212,11 @@ class ChangelogGate:
             if seen != at_batch and id(entry) not in now_held:
                 continue  # a dropped record is never handed over
             await publish(entry.fut)
-            handed.update(members[slot])
+            undo = self._undo_value(members[slot], done.committed, self.before.get(slot, ABSENT))
+            if undo is not _COMMITTED:
+                done.slots.append((entry.table, entry.fut.message.partition,
+                                   entry.fut.message.key, undo))
+            handed.update(id(e) for e in members[slot])
             self.released += 1
             self.coalesced += len(members[slot]) - 1
             # The changelog now has this value: a later drop undoes to it.
@@ -204,6 +224,42 @@ class ChangelogGate:
         self.held = [entry for entry in self.held if id(entry) not in handed]
         waiting = {entry.slot for entry in self.held}
         self.before = {slot: v for slot, v in self.before.items() if slot in waiting}
+        return done
+
+    @staticmethod
+    def _undo_value(entries: list[Held], committed: Mapping[TP, int], before: Any) -> Any:
+        """The value a key goes back to if the commit of this release fails: that of its
+        last record whose input an earlier commit covered (``before`` if none), or
+        ``_COMMITTED`` when the released record itself was covered before."""
+        value = before
+        for entry in entries:
+            if entry.source is not None and entry.offset >= committed.get(entry.source, -1):
+                return value
+            value = _value_of(entry.fut)
+        return _COMMITTED
+
+    async def undo(self, done: Released, publish: Publish = publish_message) -> int:
+        """The commit after ``done`` failed (the group rebalanced meanwhile, as Faust
+        reports it): the changelog holds state of inputs whose offsets were not committed
+        and that will be processed again. Write the values it had before back to the
+        changelog and the local store (a key with records still held keeps them: its
+        value before is set for the drop that follows the failed commit)."""
+        self.committed = done.committed
+        waiting = {entry.slot for entry in self.held}
+        for table, partition, key, before in done.slots:
+            slot = (id(table), partition, key)
+            fut = table.changelog_topic.as_future_message(
+                key=key, value=None if before is ABSENT else before, partition=partition,
+                key_serializer=table.key_serializer,
+                value_serializer="raw" if before is ABSENT else table.value_serializer,
+                eager_partitioning=True,
+            )
+            await publish(fut)
+            if slot in waiting:
+                self.before[slot] = before
+            else:
+                restore_local(table, partition, key, before)
+        return len(done.slots)
 
     def drop(self, partitions: Iterable[int], *, restore: bool = False) -> int:
         """Forget held records of these partitions: their inputs are applied again by
@@ -478,15 +534,24 @@ class GatedConsumer(Consumer):
             if not offsets:
                 return False
         gate: ChangelogGate | None = getattr(self.app, "changelog_gate", None)
+        done: Released | None = None
         if gate is not None:
             # Faust discards the offsets of partitions no longer assigned: only the
             # state of inputs whose offsets are really committed may go out.
             assignment = self.assignment()
             upto = {tp: offset for tp, offset in offsets.items() if tp in assignment}
-            await gate.release(self.app.producer, upto=upto)
+            done = await gate.release(self.app.producer, upto=upto)
         committed: bool = await super()._commit_offsets(
             offsets, start_new_transaction=start_new_transaction
         )
+        failed = not committed and not self.app.in_transaction
+        if gate is not None and done is not None and done.slots and failed:
+            # At least once, Faust returns False when the group rebalanced meanwhile:
+            # the state just released is ahead of the committed offsets.
+            undone = await gate.undo(done)
+            await self.app.producer.flush()
+            log.warning("offsets not committed (the group rebalanced): state released "
+                        "with them written back", extra={"keys": undone})
         return committed
 
 
