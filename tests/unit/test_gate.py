@@ -590,3 +590,24 @@ async def test_a_release_whose_commit_fails_is_written_back() -> None:
     assert gate.committed == {source: 2}
     gate.drop({0}, restore=True)
     assert table.data == {b"early": b"e1"}
+
+
+async def test_a_rebalance_waits_for_a_release_under_way_instead_of_cutting_it_in_two() -> None:
+    # An input's records go out together: a drop between two of them would leave the
+    # changelog with one (say, the "applied up to" mark) and not the other.
+    gate, producer, table = ChangelogGate(), Producer(), Table()
+    source = TP("consent", 0)
+    table.set(gate, b"applied", b"213", 0, source, 213)
+    table.set(gate, b"pending/213", b"e", 0, source, 213)
+
+    async def slow_publish(fut: Any) -> None:
+        await producer.publish(fut)
+        await asyncio.sleep(0)
+
+    release = asyncio.ensure_future(gate.release(producer, slow_publish, upto={source: 214}))
+    while not producer.released:
+        await asyncio.sleep(0)
+    dropped = await gate.dropping({0}, restore=True)  # the rebalance comes in
+    await release
+    assert [f.message.key for f in producer.released] == [b"applied", b"pending/213"]
+    assert dropped == 0 and table.data == {b"applied": b"213", b"pending/213": b"e"}

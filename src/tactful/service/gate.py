@@ -133,6 +133,9 @@ class ChangelogGate:
         self.released = 0
         self.coalesced = 0  # records not sent: a later one of the same key replaced them
         self._drops = 0  # drop() calls, so a release notices one made while it waits
+        # A release hands over every record of an input or none: a rebalance's drop
+        # waits for a release under way (``dropping``), never cuts one in two.
+        self.releasing = asyncio.Lock()
 
     def hold(self, table: Any, fut: FutureMessage, before: Any = ABSENT,
              source: TP | None = None, offset: int = -1) -> None:
@@ -202,6 +205,13 @@ class ChangelogGate:
                 self.committed[tp] = max(offset, self.committed.get(tp, -1))
         if not latest:
             return done
+        async with self.releasing:
+            await self._hand_over(producer, publish, latest, members, at_batch, done)
+        return done
+
+    async def _hand_over(self, producer: Any, publish: Publish, latest: dict[Slot, Held],
+                         members: dict[Slot, list[Held]], at_batch: int,
+                         done: Released) -> None:
         if self.flush_outputs:
             await producer.flush()
         handed: set[int] = set()
@@ -224,7 +234,11 @@ class ChangelogGate:
         self.held = [entry for entry in self.held if id(entry) not in handed]
         waiting = {entry.slot for entry in self.held}
         self.before = {slot: v for slot, v in self.before.items() if slot in waiting}
-        return done
+
+    async def dropping(self, partitions: Iterable[int], *, restore: bool = False) -> int:
+        """``drop`` once no release is handing records over."""
+        async with self.releasing:
+            return self.drop(partitions, restore=restore)
 
     @staticmethod
     def _undo_value(entries: list[Held], committed: Mapping[TP, int], before: Any) -> Any:

@@ -302,10 +302,10 @@ class Worker:
         gate = self.app.changelog_gate
         if self.app.commit_barrier is None:
             if gate is not None:
-                gate.drop(partitions, restore=True)
+                await gate.dropping(partitions, restore=True)
         else:
             if gate is not None:
-                gate.drop(partitions)
+                await gate.dropping(partitions)
             forget_uncommitted_state(self.app)
         self.forget_partitions(partitions)
 
