@@ -147,6 +147,10 @@ class ChangelogGate:
             self.before[entry.slot] = before
         self.held.append(entry)
 
+    def remembers(self, table: Any, partition: int | None, key: Any) -> bool:
+        """Whether the key's value before its held writes is already kept."""
+        return (id(table), partition, key) in self.before
+
     def _covered(self, entry: Held, upto: Mapping[TP, int] | None) -> bool:
         if upto is None or entry.source is None:
             return True
@@ -399,11 +403,12 @@ class GatedTable(Table[Any, Any]):
             eager_partitioning=True,
         )
         event = current_event()
-        if event is None:
-            gate.hold(self, fut, self.data.get(key, ABSENT))
-        else:
-            gate.hold(self, fut, self.data.get(key, ABSENT),
-                      event.message.tp, event.message.offset)
+        source, offset = (None, -1) if event is None else (event.message.tp,
+                                                            event.message.offset)
+        # The value before matters for the first held write of a key only: one store
+        # read per key and commit interval, not per write.
+        known = gate.remembers(self, fut.message.partition, key)
+        gate.hold(self, fut, ABSENT if known else self.data.get(key, ABSENT), source, offset)
         return fut
 
 
