@@ -303,20 +303,7 @@ async def test_a_release_cancelled_while_handing_over_hands_the_rest_over_next_t
         await gate.release(producer, publish_then_stop)
     assert [f.message.key for f in producer.released] == [b"a"]
     await gate.release(producer, producer.publish)
-    # "a" again (the same value: harmless on a compacted changelog), then "b".
-    assert [f.message.key for f in producer.released] == [b"a", b"a", b"b"]
-    assert gate.held == []
-
-
-async def test_records_dropped_during_a_release_are_not_handed_over() -> None:
-    gate, producer, table = ChangelogGate(), Producer(), Table()
-    table.set(gate, b"kept", b"1", 0)
-    table.set(gate, b"lost", b"1", 3)
-    release = asyncio.ensure_future(gate.release(producer, producer.publish))
-    await asyncio.sleep(0)  # flushing: a rebalance revokes partition 3 meanwhile
-    gate.drop({3})
-    await release
-    assert [f.message.key for f in producer.released] == [b"kept"]
+    assert [f.message.key for f in producer.released] == [b"a", b"b"]
     assert gate.held == []
 
 
@@ -444,18 +431,38 @@ def _consumer(monkeypatch: pytest.MonkeyPatch, committed: list[dict[TP, int]]) -
     from types import SimpleNamespace
 
     import faust.transport.consumer as base
+    import faust.transport.drivers.aiokafka as driver
 
     from tactful.service.gate import GatedConsumer
 
     async def commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True
                              ) -> bool:
         committed.append(dict(offsets))
+        return bool(await self._commit(offsets))  # as Faust does, at least once
+
+    class Transactions:
+        sources = frozenset({"in"})
+
+        def __init__(self) -> None:
+            self.commits: list[tuple[int, list[bytes], dict[TP, int]]] = []
+
+        async def assign(self, partitions: Any) -> None:
+            return None
+
+        async def commit(self, partition: int, records: list[Any],
+                         offsets: dict[TP, int]) -> None:
+            self.commits.append((partition, [f.message.key for f in records], offsets))
+
+    async def plain_commit(self: Any, offsets: Any) -> bool:
+        self.app.plain_commits.append(dict(offsets))
         return True
 
     monkeypatch.setattr(base.Consumer, "_commit_offsets", commit_offsets)
+    monkeypatch.setattr(driver.Consumer, "_commit", plain_commit)
     consumer: Any = GatedConsumer.__new__(GatedConsumer)
     consumer.app = SimpleNamespace(changelog_gate=ChangelogGate(), producer=Producer(),
-                                   commit_barrier=None)
+                                   commit_barrier=None, in_transaction=False,
+                                   state_transactions=Transactions(), plain_commits=[])
     consumer._acked, consumer._acked_index = defaultdict(list), defaultdict(set)
     consumer._gap = defaultdict(list)
     consumer.assignment = lambda: {TP("in", 0), TP("in", 1)}
@@ -481,6 +488,7 @@ async def test_a_late_ack_during_a_revocation_commits_nothing_of_the_revoked_par
     monkeypatch.setattr(base.Consumer, "on_partitions_revoked", faust_revocation)
     await consumer.on_partitions_revoked({lost})
     assert committed == [{kept: 50}]  # 993 would skip inputs whose state is dropped
+    assert consumer.app.plain_commits == [{kept: 50}]  # no state of partition 1 waits
     assert [e.fut.message.key for e in consumer.app.changelog_gate.held] == [b"k"]
     assert lost not in consumer._acked  # the stale ack is not committed later either
 
@@ -492,11 +500,8 @@ async def test_a_late_ack_during_a_revocation_commits_nothing_of_the_revoked_par
     await consumer._commit_offsets({lost: 992})
     assert committed[-1] == {lost: 992}
     assert consumer.app.changelog_gate.held == []  # its input committed: state goes out
-    assert [f.message.key for f in table_record_channel(table).published] == [b"k"]
-
-
-def table_record_channel(table: Table) -> Channel:
-    return next(iter(table.records)).message.channel
+    # ... with the offset, in the partition's transaction.
+    assert consumer.app.state_transactions.commits == [(0, [b"k"], {lost: 992})]
 
 
 async def test_a_failed_transactional_send_stops_its_transaction_from_committing() -> None:
@@ -571,25 +576,83 @@ class ChangelogTable(Table):
         self.changelog_topic = Topic()
 
 
-async def test_a_release_whose_commit_fails_is_written_back() -> None:
-    # Faust reports a commit that fails because the group rebalanced meanwhile by
-    # returning False: the changelog would hold state of inputs processed again later.
-    channel = Channel()
-    gate, producer, table = ChangelogGate(), Producer(), ChangelogTable(channel)
-    source = TP("storefront", 0)
-    table.set(gate, b"early", b"e1", 0, source, 1)
-    await gate.release(producer, producer.publish, upto={source: 2})  # committed
-    table.set(gate, b"early", b"e2", 0, source, 5)
-    table.set(gate, b"new", b"n1", 0, source, 6)
-    table.set(gate, b"later", b"l1", 0, source, 9)  # not covered: stays held
-    done = await gate.release(producer, producer.publish, upto={source: 7})
-    assert await gate.undo(done, channel.publish_message) == 2
-    written = {f.message.key: f.message.value for f in channel.published}
-    assert written == {b"early": b"e1", b"new": None}  # None: a tombstone
-    assert table.data == {b"early": b"e1", b"later": b"l1"}
-    assert gate.committed == {source: 2}
-    gate.drop({0}, restore=True)
-    assert table.data == {b"early": b"e1"}
+class Commits:
+    """Stands for the per-partition state transactions: records what each got."""
+
+    def __init__(self, failing: set[int] | None = None) -> None:
+        self.failing = failing or set()
+        self.got: dict[int, tuple[list[tuple[bytes, bytes]], dict[TP, int]]] = {}
+
+    async def __call__(self, partition: int, records: list[Any], offsets: dict[TP, int]) -> None:
+        await asyncio.sleep(0)
+        if partition in self.failing:
+            raise RuntimeError("not committed")
+        self.got[partition] = ([(f.message.key, f.message.value) for f in records], offsets)
+
+
+async def test_a_commit_puts_each_partition_s_state_and_offsets_in_one_call() -> None:
+    gate, table = ChangelogGate(), Table()
+    s0, s1, c1 = TP("storefront", 0), TP("storefront", 1), TP("consent", 1)
+    table.set(gate, b"a", b"1", 0, s0, 4)
+    table.set(gate, b"a", b"2", 0, s0, 5)
+    table.set(gate, b"b", b"1", 1, s1, 7)
+    table.set(gate, b"c", b"1", 1, s1, 9)  # not covered: waits
+    commits = Commits()
+    assert await gate.commit({s0: 6, s1: 8, c1: 3}, commits)
+    assert commits.got == {
+        0: ([(b"a", b"2")], {s0: 6}),  # only the last record of a key
+        1: ([(b"b", b"1")], {s1: 8, c1: 3}),
+    }
+    assert [e.fut.message.key for e in gate.held] == [b"c"]
+    assert gate.committed == {s0: 6, s1: 8, c1: 3}
+    # What went out is what a drop now undoes to.
+    table.set(gate, b"a", b"3", 0, s0, 10)
+    gate.drop({0, 1}, restore=True)
+    assert table.data == {b"a": b"2", b"b": b"1"}
+
+
+async def test_a_partition_whose_commit_fails_keeps_its_state_held_for_the_drop() -> None:
+    gate, table = ChangelogGate(), Table()
+    s0, s1 = TP("storefront", 0), TP("storefront", 1)
+    table.set(gate, b"kept", b"1", 0, s0, 1)
+    table.set(gate, b"lost", b"1", 1, s1, 1)
+    commits = Commits(failing={1})
+    assert not await gate.commit({s0: 2, s1: 2}, commits)
+    assert list(commits.got) == [0]
+    assert [e.fut.message.key for e in gate.held] == [b"lost"]
+    assert gate.committed == {s0: 2}
+    # Neither its state nor its offsets were committed: the revocation that follows
+    # puts the key back to what the changelog holds (nothing).
+    await gate.dropping({1}, restore=True)
+    assert table.data == {b"kept": b"1"}
+
+
+async def test_a_commit_with_no_state_still_commits_the_offsets() -> None:
+    gate, commits = ChangelogGate(), Commits()
+    tick = TP("session-events", 2)
+    assert await gate.commit({tick: 40}, commits)
+    assert commits.got == {2: ([], {tick: 40})}
+
+
+async def test_a_rebalance_waits_for_a_commit_under_way() -> None:
+    gate, table = ChangelogGate(), Table()
+    source = TP("consent", 0)
+    table.set(gate, b"cust", b"v", 0, source, 3)
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(partition: int, records: list[Any], offsets: dict[TP, int]) -> None:
+        entered.set()
+        await release.wait()
+
+    commit = asyncio.ensure_future(gate.commit({source: 4}, slow))
+    await entered.wait()
+    drop = asyncio.ensure_future(gate.dropping({0}, restore=True))
+    await asyncio.sleep(0.01)
+    assert not drop.done()  # the drop waits: the transaction may still commit
+    release.set()
+    assert await commit
+    assert await drop == 0 and table.data == {b"cust": b"v"}
 
 
 async def test_a_rebalance_waits_for_a_release_under_way_instead_of_cutting_it_in_two() -> None:

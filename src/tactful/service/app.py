@@ -15,7 +15,9 @@ import faust
 from faust.types import TransportT
 
 from tactful.service.gate import ChangelogGate, CommitBarrier, GatedTable, GatedTransport
+from tactful.service.recovery import CommittedTableManager
 from tactful.service.settings import Settings
+from tactful.service.state_commit import StateTransactions
 
 
 class TactfulApp(faust.App):
@@ -23,6 +25,7 @@ class TactfulApp(faust.App):
 
     changelog_gate: ChangelogGate | None = None
     commit_barrier: CommitBarrier | None = None
+    state_transactions: StateTransactions | None = None
 
     def _new_transport(self) -> TransportT:
         return GatedTransport(self.conf.broker_consumer, self)
@@ -84,6 +87,7 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> T
         # engine's state and the outputs it computed leave together (see ``gate``).
         "stream_wait_empty": True,
         "Table": GatedTable,
+        "TableManager": CommittedTableManager,
         "web_graph_enabled": False,
         "web_stats_enabled": False,
         "web_tables_enabled": False,
@@ -97,7 +101,24 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> T
     app.changelog_gate = ChangelogGate(flush_outputs=not exactly_once)
     if exactly_once:
         app.commit_barrier = CommitBarrier()
+    else:
+        app.state_transactions = StateTransactions(
+            lambda tid: state_producer(app, tid), app.conf.id, app.conf.id)
     return app
+
+
+def state_producer(app: faust.App, transactional_id: str) -> Any:
+    """A transactional producer with the app's connection settings (``state_commit``)."""
+    import aiokafka
+
+    producer = app.producer
+    options = {
+        **producer._settings_default(),  # type: ignore[attr-defined]
+        **producer._settings_auth(),  # type: ignore[attr-defined]
+        "acks": "all",
+        "enable_idempotence": True,
+    }
+    return aiokafka.AIOKafkaProducer(**options, transactional_id=transactional_id)
 
 
 def bytes_table(app: faust.App, name: str, partitions: int | None = None, **options: Any) -> Any:

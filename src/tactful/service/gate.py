@@ -7,28 +7,25 @@ intent was sent" and a topic without it: the input is processed again after the
 restart (its offset was not committed), the engine sees its own duplicate, and the
 intent is gone for good.
 
-At least once, the gate keeps the order ``outputs → state → offsets``:
+At least once, the gate keeps the order ``outputs → (state + offsets)``:
 
 1. the worker sends an event's outputs before it stores the new state;
 2. :class:`GatedTable` holds each changelog record back instead of producing it (only
    the last record of a key is produced when several wait: fewer changelog writes),
    noting the input record that caused it;
-3. before offsets are committed, :class:`GatedConsumer` flushes the producer (so every
-   output sent so far is on the broker), then hands the held changelog records of the
-   inputs those offsets cover (an agent may be halfway through the next) to the
-   producer itself (not to Faust's send-soon buffer, whose flush gives up after 0.1 s
-   and whose contents are dropped at shutdown), and Faust's own commit flushes them
-   before it writes the offsets. A release cut short (a stop cancels the commit task)
-   keeps what it had not handed over for the next one.
+3. at a commit, :class:`GatedConsumer` flushes the producer (so every output sent so
+   far is on the broker), then commits each partition's held changelog records of the
+   inputs the offsets cover (an agent may be halfway through the next) together with
+   those offsets, in one Kafka transaction per partition (``state_commit``).
 
-A crash at any point then loses only work whose input is processed again: the outputs
-it repeats carry the same deterministic ids (at least once, never at most once).
-When a rebalance takes partitions away, the records still held are dropped and their
-keys put back, in the local store, to the value they had when the first of them was
-held (the gate keeps that value: an undo log), which is the value the changelog holds.
-The inputs not yet committed are applied again by the partitions' next owner (maybe
-this worker again: Faust does not recover a partition it keeps) on that state, not on
-a state that already contains them.
+A crash at any point then loses only work whose input is processed again, on the state
+its first processing started from: the outputs it repeats carry the same deterministic
+ids (at least once, never at most once). When a rebalance takes partitions away, the
+records still held are dropped and their keys put back, in the local store, to the
+value they had when the first of them was held (the gate keeps that value: an undo
+log), which is the value the changelog holds. The inputs not yet committed are applied
+again by the partitions' next owner (maybe this worker again: Faust does not recover a
+partition it keeps) on that state, not on a state that already contains them.
 
 With ``processing_guarantee=exactly_once`` Kafka transactions make outputs, changelog
 and offsets visible together, provided everything an input caused goes into the
@@ -54,12 +51,16 @@ from faust.exceptions import ProducerSendError
 from faust.streams import current_event
 from faust.tables.table import Table
 from faust.transport.consumer import TransactionManager
-from faust.transport.drivers.aiokafka import Consumer, Transport
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
 from faust.types import TP, FutureMessage
+
+from tactful.service.state_commit import StateCommitFailed, StateTransactions
 
 log = logging.getLogger("tactful.gate")
 
 Publish = Callable[[FutureMessage], Awaitable[Any]]
+# (partition, its records, its offsets) -> None, or an exception: not committed
+CommitPartition = Callable[[int, list[FutureMessage], dict[TP, int]], Awaitable[None]]
 
 
 async def publish_message(fut: FutureMessage) -> Any:
@@ -68,7 +69,6 @@ async def publish_message(fut: FutureMessage) -> Any:
 
 
 ABSENT: Any = object()  # the key had no value (its undo is a delete)
-_COMMITTED: Any = object()  # nothing to undo: an earlier commit covered the record
 
 Slot = tuple[int, "int | None", Any]  # (table, partition, key)
 
@@ -106,17 +106,6 @@ def restore_local(table: Any, partition: int | None, key: Any, value: Any) -> No
         store[key] = value
 
 
-class Released:
-    """What one release handed over: (table, partition, key, value the changelog had
-    before) per key, and the gate's committed offsets before it."""
-
-    __slots__ = ("committed", "slots")
-
-    def __init__(self, committed: dict[TP, int]) -> None:
-        self.committed = committed
-        self.slots: list[tuple[Any, int | None, Any, Any]] = []
-
-
 class ChangelogGate:
     """Changelog records waiting until the input that caused them is committed (and
     the outputs sent before them are delivered); for each key held, the value it had
@@ -128,11 +117,10 @@ class ChangelogGate:
     def __init__(self, *, flush_outputs: bool = True) -> None:
         self.flush_outputs = flush_outputs
         self.held: list[Held] = []
-        self.before: dict[Slot, Any] = {}  # value in the store before the first held write
+        self.before: dict[Slot, Any] = {}  # value in the changelog before the held writes
         self.committed: dict[TP, int] = {}  # offsets committed so far (next to read)
         self.released = 0
         self.coalesced = 0  # records not sent: a later one of the same key replaced them
-        self._drops = 0  # drop() calls, so a release notices one made while it waits
         # A release hands over every record of an input or none: a rebalance's drop
         # waits for a release under way (``dropping``), never cuts one in two.
         self.releasing = asyncio.Lock()
@@ -181,103 +169,97 @@ class ChangelogGate:
             if not grew:
                 return out
 
-    async def release(self, producer: Any, publish: Publish = publish_message,
-                      upto: Mapping[TP, int] | None = None) -> Released:
-        """Hand over the held records whose input is committed with ``upto`` (or was
-        before; None: all of them), after delivering every output sent so far.
-
-        Only the last record of each key is produced (Kafka Streams' record cache does
-        the same), as the changelog is compacted to that anyway; see ``_releasable`` for
-        which records wait.
-        Records stay held until handed over, so a release that is cancelled leaves them
-        for the next one (a record handed over twice is the same value twice).
-
-        Returns what was handed over, with the values the changelog had before, so that
-        a commit that then fails can be undone (``undo``)."""
-        done = Released(dict(self.committed))
-        if not self.held:
-            return done
-        at_batch = self._drops  # a drop() from here on may take some of the batch away
-        latest: dict[Slot, Held] = {}
+    def _batch(self, upto: Mapping[TP, int] | None) -> dict[Slot, list[Held]]:
+        """The releasable records by key, in order: only the last of each is produced
+        (Kafka Streams' record cache does the same), as the changelog is compacted to
+        that anyway."""
         members: dict[Slot, list[Held]] = {}
         for entry in self._releasable(upto):
-            slot = entry.slot
-            latest[slot] = entry
-            members.setdefault(slot, []).append(entry)
-        if upto is not None:
-            for tp, offset in upto.items():
-                self.committed[tp] = max(offset, self.committed.get(tp, -1))
-        if not latest:
-            return done
-        async with self.releasing:
-            await self._hand_over(producer, publish, latest, members, at_batch, done)
-        return done
+            members.setdefault(entry.slot, []).append(entry)
+        return members
 
-    async def _hand_over(self, producer: Any, publish: Publish, latest: dict[Slot, Held],
-                         members: dict[Slot, list[Held]], at_batch: int,
-                         done: Released) -> None:
-        if self.flush_outputs:
-            await producer.flush()
+    def _settle(self, members: Mapping[Slot, list[Held]]) -> None:
+        """These records reached the changelog: they are no longer held, and a later
+        drop undoes their keys to the value they wrote."""
         handed: set[int] = set()
-        seen, now_held = at_batch, set()
-        for slot, entry in latest.items():
-            if self._drops != seen:  # a rebalance dropped records meanwhile
-                seen, now_held = self._drops, {id(e) for e in self.held}
-            if seen != at_batch and id(entry) not in now_held:
-                continue  # a dropped record is never handed over
-            await publish(entry.fut)
-            undo = self._undo_value(members[slot], done.committed, self.before.get(slot, ABSENT))
-            if undo is not _COMMITTED:
-                done.slots.append((entry.table, entry.fut.message.partition,
-                                   entry.fut.message.key, undo))
-            handed.update(id(e) for e in members[slot])
+        for slot, entries in members.items():
+            handed.update(id(e) for e in entries)
             self.released += 1
-            self.coalesced += len(members[slot]) - 1
-            # The changelog now has this value: a later drop undoes to it.
-            self.before[slot] = _value_of(entry.fut)
+            self.coalesced += len(entries) - 1
+            self.before[slot] = _value_of(entries[-1].fut)
         self.held = [entry for entry in self.held if id(entry) not in handed]
         waiting = {entry.slot for entry in self.held}
         self.before = {slot: v for slot, v in self.before.items() if slot in waiting}
+
+    async def release(self, producer: Any, publish: Publish = publish_message,
+                      upto: Mapping[TP, int] | None = None) -> int:
+        """Exactly-once: hand the held records whose input is committed with ``upto``
+        (or was before; None: all of them) to the open transactions, after delivering
+        every output sent so far if ``flush_outputs``. Returns the number handed over.
+
+        A release that is cancelled leaves what it had not handed over for the next one
+        (a record handed over twice is the same value twice)."""
+        if not self.held:
+            return 0
+        async with self.releasing:
+            members = self._batch(upto)
+            if upto is not None:
+                for tp, offset in upto.items():
+                    self.committed[tp] = max(offset, self.committed.get(tp, -1))
+            if not members:
+                return 0
+            if self.flush_outputs:
+                await producer.flush()
+            done: dict[Slot, list[Held]] = {}
+            try:
+                for slot, entries in members.items():
+                    await publish(entries[-1].fut)
+                    done[slot] = entries
+            finally:
+                self._settle(done)
+            return len(done)
+
+    async def commit(self, upto: Mapping[TP, int], commit_partition: CommitPartition) -> bool:
+        """At least once: commit ``upto`` (next offsets to read) partition by partition,
+        each with the held records of its inputs that ``upto`` covers, in one
+        transaction (``state_commit``). The outputs are flushed by the caller before.
+        Returns False if a partition's commit failed: its records stay held (a later
+        commit, or the drop at the revocation that follows, deals with them)."""
+        async with self.releasing:
+            members = self._batch(upto)
+            records: dict[int, list[Slot]] = {}
+            for slot, entries in members.items():
+                # A table record's partition is its input's (the tables are co-partitioned).
+                partition = entries[-1].fut.message.partition
+                if partition is None:
+                    partition = entries[-1].source.partition if entries[-1].source else 0
+                records.setdefault(partition, []).append(slot)
+            offsets: dict[int, dict[TP, int]] = {}
+            for tp, offset in upto.items():
+                offsets.setdefault(tp.partition, {})[tp] = offset
+            partitions = sorted(set(records) | set(offsets))
+            results = await asyncio.gather(*(
+                commit_partition(p, [members[s][-1].fut for s in records.get(p, [])],
+                                 offsets.get(p, {}))
+                for p in partitions), return_exceptions=True)
+            ok = True
+            for partition, result in zip(partitions, results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result  # cancelled: the stop goes on
+                    ok = False
+                    log.warning("state and offsets of a partition not committed",
+                                extra={"partition": partition, "error": str(result)})
+                    continue
+                self._settle({s: members[s] for s in records.get(partition, [])})
+                for tp, offset in offsets.get(partition, {}).items():
+                    self.committed[tp] = max(offset, self.committed.get(tp, -1))
+            return ok
 
     async def dropping(self, partitions: Iterable[int], *, restore: bool = False) -> int:
         """``drop`` once no release is handing records over."""
         async with self.releasing:
             return self.drop(partitions, restore=restore)
-
-    @staticmethod
-    def _undo_value(entries: list[Held], committed: Mapping[TP, int], before: Any) -> Any:
-        """The value a key goes back to if the commit of this release fails: that of its
-        last record whose input an earlier commit covered (``before`` if none), or
-        ``_COMMITTED`` when the released record itself was covered before."""
-        value = before
-        for entry in entries:
-            if entry.source is not None and entry.offset >= committed.get(entry.source, -1):
-                return value
-            value = _value_of(entry.fut)
-        return _COMMITTED
-
-    async def undo(self, done: Released, publish: Publish = publish_message) -> int:
-        """The commit after ``done`` failed (the group rebalanced meanwhile, as Faust
-        reports it): the changelog holds state of inputs whose offsets were not committed
-        and that will be processed again. Write the values it had before back to the
-        changelog and the local store (a key with records still held keeps them: its
-        value before is set for the drop that follows the failed commit)."""
-        self.committed = done.committed
-        waiting = {entry.slot for entry in self.held}
-        for table, partition, key, before in done.slots:
-            slot = (id(table), partition, key)
-            fut = table.changelog_topic.as_future_message(
-                key=key, value=None if before is ABSENT else before, partition=partition,
-                key_serializer=table.key_serializer,
-                value_serializer="raw" if before is ABSENT else table.value_serializer,
-                eager_partitioning=True,
-            )
-            await publish(fut)
-            if slot in waiting:
-                self.before[slot] = before
-            else:
-                restore_local(table, partition, key, before)
-        return len(done.slots)
 
     def drop(self, partitions: Iterable[int], *, restore: bool = False) -> int:
         """Forget held records of these partitions: their inputs are applied again by
@@ -302,7 +284,6 @@ class ChangelogGate:
                 kept.append(entry)
         dropped = len(self.held) - len(kept)
         self.held = kept
-        self._drops += 1
         for tp in [tp for tp in self.committed if tp.partition in lost]:
             del self.committed[tp]  # the next assignment starts from Kafka's offsets
         return dropped
@@ -532,7 +513,20 @@ class GatedConsumer(Consumer):
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         self.revoking = frozenset()
+        txns: StateTransactions | None = getattr(self.app, "state_transactions", None)
+        if txns is not None:
+            # Before Faust restores the tables: fences the previous owners (state_commit).
+            await txns.assign({tp.partition for tp in assigned if tp.topic in txns.sources})
         await super().on_partitions_assigned(assigned, generation_id)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # waits for the agents, then the last commit
+        txns: StateTransactions | None = getattr(self.app, "state_transactions", None)
+        if txns is not None:
+            await txns.stop()
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def force_commit(
         self, topics: Any = None, start_new_transaction: bool = True
@@ -553,25 +547,50 @@ class GatedConsumer(Consumer):
             if not offsets:
                 return False
         gate: ChangelogGate | None = getattr(self.app, "changelog_gate", None)
-        done: Released | None = None
-        if gate is not None:
+        if gate is not None and self.app.in_transaction:
             # Faust discards the offsets of partitions no longer assigned: only the
             # state of inputs whose offsets are really committed may go out.
             assignment = self.assignment()
             upto = {tp: offset for tp, offset in offsets.items() if tp in assignment}
-            done = await gate.release(self.app.producer, upto=upto)
+            await gate.release(self.app.producer, upto=upto)
         committed: bool = await super()._commit_offsets(
             offsets, start_new_transaction=start_new_transaction
         )
-        failed = not committed and not self.app.in_transaction
-        if gate is not None and done is not None and done.slots and failed:
-            # At least once, Faust returns False when the group rebalanced meanwhile:
-            # the state just released is ahead of the committed offsets.
-            undone = await gate.undo(done)
-            await self.app.producer.flush()
-            log.warning("offsets not committed (the group rebalanced): state released "
-                        "with them written back", extra={"keys": undone})
         return committed
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """At least once (Faust flushed the outputs just before): each partition's
+        state and offsets in one transaction (``state_commit``)."""
+        gate: ChangelogGate | None = getattr(self.app, "changelog_gate", None)
+        txns: StateTransactions | None = getattr(self.app, "state_transactions", None)
+        if gate is None or txns is None:
+            done: bool = await super()._commit(offsets)
+            return done
+        await self.app.producer.flush()  # outputs before state, whoever calls this
+        return await gate.commit(offsets, self._commit_partition)
+
+    async def _commit_partition(self, partition: int, records: list[FutureMessage],
+                                offsets: dict[TP, int]) -> None:
+        txns: StateTransactions = self.app.state_transactions  # type: ignore[attr-defined]
+        if records:
+            await txns.commit(partition, records, offsets)
+        elif offsets and not await super()._commit(offsets):
+            # No state changed here: a plain commit (Faust logs why it failed).
+            raise StateCommitFailed(f"partition {partition}: offsets not committed")
+
+
+class ReadCommittedConsumerThread(AIOKafkaConsumerThread):
+    """The worker's consumer reads with ``read_committed``: the tables are restored
+    from committed state transactions only (an aborted one left by a crash is not)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = self.consumer
+        saved = consumer.in_transaction
+        consumer.in_transaction = True  # what Faust decides the isolation level by
+        try:
+            return super()._create_worker_consumer(transport)
+        finally:
+            consumer.in_transaction = saved
 
 
 class GatedTransport(Transport):

@@ -196,6 +196,9 @@ class Worker:
             name: app_.topic(t(name), partitions=self.partitions, key_type=bytes, value_type=bytes)
             for name in INPUT_TOPICS + INTERNAL_TOPICS + OUTPUT_TOPICS
         }
+        if app_.state_transactions is not None:
+            app_.state_transactions.sources = frozenset(
+                t(name) for name in INPUT_TOPICS + INTERNAL_TOPICS)
         self.sessions = bytes_table(app_, "sessions", self.partitions)
         self.customers = bytes_table(app_, "customers", self.partitions)
         self.skus = bytes_table(app_, "skus", self.partitions)
