@@ -206,3 +206,22 @@ async def test_recovery_ends_on_the_last_committed_record_not_on_a_marker(
         assert await last_committed_offsets(consumer, {empty: 0}) == {empty: -1}
     finally:
         await consumer.stop()
+
+
+async def test_a_failed_send_aborts_the_transaction_and_the_next_commit_goes_through(
+        setup: Setup) -> None:
+    txns = setup.transactions()
+    await txns.assign({0})
+    try:
+        too_big = Record(setup.changelog, b"huge", b"x" * (2 * 1024 * 1024))
+        with pytest.raises(StateCommitFailed):
+            await txns.commit(0, [Record(setup.changelog, b"first", b"1"), too_big],
+                              {TP(setup.source, 0): 30})
+        assert not too_big.done()  # still held: nothing of it is visible
+        await txns.commit(0, [Record(setup.changelog, b"again", b"2")], {TP(setup.source, 0): 31})
+    finally:
+        await txns.stop()
+    keys = [key for _, key in await eventually(
+        setup.committed_records, [(2, b"again")])]
+    assert keys == [b"again"]  # "first" went with the aborted transaction
+    assert await eventually(setup.group_offset, 31) == 31

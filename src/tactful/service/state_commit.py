@@ -104,6 +104,9 @@ class StateTransactions:
                     else int(message.timestamp * 1000),
                     headers=_headers(message.headers),
                 ))
+            # Every record acknowledged before the commit: aiokafka would commit a
+            # transaction one of whose batches failed, offsets without the state.
+            await asyncio.gather(*sent)
             if offsets:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(tp.topic, tp.partition): offset
