@@ -70,13 +70,14 @@ class Setup:
 
     async def committed_records(self) -> list[tuple[int, bytes]]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                    isolation_level="read_committed")
+                                    isolation_level="read_committed",
+                                    auto_offset_reset="earliest")
         await consumer.start()
         try:
             tp = TopicPartition(self.changelog, 0)
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
-            await consumer.seek_to_beginning(tp)
+            consumer.seek(tp, 0)
             out: list[tuple[int, bytes]] = []
             while await consumer.position(tp) < end:
                 for records in (await consumer.getmany(timeout_ms=500)).values():
@@ -190,7 +191,7 @@ async def test_recovery_ends_on_the_last_committed_record_not_on_a_marker(
         await txns.stop()
     tp = TP(setup.changelog, 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=setup.bootstrap,
-                                isolation_level="read_committed")
+                                isolation_level="read_committed", auto_offset_reset="earliest")
     await consumer.start()
     try:
         async def end_offset() -> int:

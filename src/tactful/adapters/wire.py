@@ -3,6 +3,12 @@
 Every envelope carries the event time and the tie-breaking sequence of the
 input it came from, so a receiver that orders by (ts, seq) sees messages in
 the order ``tactful replay`` would (see service/worker.py, stream clock).
+
+It also names where it was sent from: the input record being processed
+(``origin`` = "topic:partition", ``offset``) and its place among that input's
+messages (``index``). An input processed again after a crash or a rebalance sends
+the same messages at the same positions, so a receiver drops a message whose
+position it has passed: a repeat (see ``first_delivery``).
 """
 
 from __future__ import annotations
@@ -33,14 +39,32 @@ class Envelope(Struct, gc=False, frozen=True, array_like=True):
     ts: float
     seq: str
     body: Body
+    origin: str = ""  # "topic:partition" of the input it was sent for; "" outside one
+    offset: int = -1
+    index: int = -1
+
+
+def first_delivery(received: dict[str, tuple[int, int]], envelope: Envelope) -> bool:
+    """Whether ``envelope`` is new to a receiver that has taken ``received`` (the last
+    position from each origin); notes its position if so. Messages from one origin
+    arrive in the order they were sent, and a repeat carries its first position."""
+    if not envelope.origin:
+        return True
+    position = (envelope.offset, envelope.index)
+    last = received.get(envelope.origin)
+    if last is not None and position <= last:
+        return False
+    received[envelope.origin] = position
+    return True
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Envelope)
 
 
-def pack(ts: float, seq: str, body: Body) -> bytes:
-    return _encoder.encode(Envelope(ts, seq, body))
+def pack(ts: float, seq: str, body: Body, origin: str = "", offset: int = -1,
+         index: int = -1) -> bytes:
+    return _encoder.encode(Envelope(ts, seq, body, origin, offset, index))
 
 
 def unpack(data: bytes) -> Envelope:

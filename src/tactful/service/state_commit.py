@@ -26,13 +26,15 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 from aiokafka.structs import TopicPartition
 from faust.types import TP, FutureMessage
 
 log = logging.getLogger("tactful.state_commit")
 
 NewProducer = Callable[[str], Any]  # transactional id -> an unstarted AIOKafkaProducer
+# A newer producer with the partition's transactional id started elsewhere.
+FENCED = (ProducerFenced, InvalidProducerEpoch)
 
 
 class StateCommitFailed(Exception):
@@ -114,8 +116,9 @@ class StateTransactions:
                     self.group_id,
                 )
             await producer.commit_transaction()
-        except ProducerFenced as exc:
-            # Another worker owns the partition now: this one is about to lose it.
+        except FENCED as exc:
+            # Another worker owns the partition now: this one is about to lose it. Its
+            # producer is not started again (that would fence the new owner in turn).
             await self._stop(partition)
             raise StateCommitFailed(f"partition {partition}: fenced by its new owner") from exc
         except (TimeoutError, KafkaError, OSError) as exc:
@@ -136,6 +139,8 @@ class StateTransactions:
             return
         try:
             await producer.abort_transaction()
+        except FENCED:
+            await self._stop(partition)  # as above: the partition has a new owner
         except Exception as exc:
             log.warning("a state transaction could not be aborted: its producer restarts",
                         extra={"partition": partition, "error": type(exc).__name__})

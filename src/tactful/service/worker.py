@@ -43,11 +43,12 @@ from typing import Any
 
 import msgspec
 from aiokafka.partitioner import murmur2
+from faust.streams import current_event
 from mode import CrashingSupervisor
 
 from tactful.adapters.codec import Rejected, dead_letter, decode_event, decode_message, encode
 from tactful.adapters.topics import TopicSpec
-from tactful.adapters.wire import Tick, Watermark, pack, unpack
+from tactful.adapters.wire import Envelope, Tick, Watermark, first_delivery, pack, unpack
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
 from tactful.core.errors import AgentFailure
 from tactful.core.events import CustomerEvent, Event, PriceChange, StockLevel, StorefrontEvent
@@ -175,7 +176,17 @@ class PartitionClock:
     sources: dict[str, float] = field(default_factory=dict)  # customer side: upstream marks
     buffer: list[tuple[float, tuple[int, ...], int, Pending]] = field(default_factory=list)
     buffered: set[bytes] = field(default_factory=set)
+    # Internal messages taken: the last position from each origin (``first_delivery``).
+    received: dict[str, tuple[int, int]] = field(default_factory=dict)
     loaded: bool = False
+
+
+class SavedClock(msgspec.Struct, array_like=True):
+    """What the ``clocks`` table keeps of a ``PartitionClock``."""
+
+    clock: float
+    sources: dict[str, float]
+    received: dict[str, tuple[int, int]]
 
 
 class Worker:
@@ -211,6 +222,8 @@ class Worker:
         self.holders: dict[int, dict[str, dict[str, None]]] = {}
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
         self._order = itertools.count()
+        # origin ("topic:partition") -> (offset of the input in hand, next message index)
+        self._emits: dict[str, tuple[int, int]] = {}
         self._register()
 
     # ----------------------------------------------------------------- wiring
@@ -320,6 +333,9 @@ class Worker:
             del self.partition_clocks[key]
         for p in partitions:
             self.holders.pop(p, None)
+        # An input processed again numbers its messages from 0 again.
+        for origin in [o for o in self._emits if int(o.rsplit(":", 1)[1]) in partitions]:
+            del self._emits[origin]
 
     async def send_ticks(self) -> None:
         """A ``Tick`` to each internal partition this worker owns. Ticks are not state:
@@ -338,6 +354,31 @@ class Worker:
 
     # ------------------------------------------------------------ output path
 
+    def _position(self) -> tuple[str, int, int]:
+        """Where the next internal message comes from: the input in hand and the
+        message's index among those it sent (see ``wire.first_delivery``)."""
+        event = current_event()
+        if event is None:
+            return "", -1, -1
+        message = event.message
+        origin = f"{message.topic}:{message.partition}"
+        offset, index = self._emits.get(origin, (-1, 0))
+        if offset != message.offset:
+            index = 0
+        self._emits[origin] = (message.offset, index + 1)
+        return origin, message.offset, index
+
+    def _first_delivery(self, scope: str, p: int, envelope: Envelope) -> bool:
+        """False for an internal message this partition has taken already (its sender
+        processed an input again after a crash or a rebalance)."""
+        if not envelope.origin:
+            return True
+        clock = self._clock(scope, p)
+        if not first_delivery(clock.received, envelope):
+            return False
+        self._save_clock(scope, p, clock)  # with the state it leads to, in one commit
+        return True
+
     async def flush(self, out: Outbox, ts: float, seq: str, partition: int) -> None:
         for key, intent in out.intents:
             await self.topics["intents"].send(key=key.encode(), value=encode(intent))
@@ -349,14 +390,16 @@ class Worker:
                 local.append((scope, key, msg))  # state: written after every send below
             elif scope == CUSTOMER:
                 await self.topics["customer-events"].send(
-                    key=key.encode(), value=pack(ts, seq, msg)  # type: ignore[arg-type]
+                    key=key.encode(),
+                    value=pack(ts, seq, msg, *self._position()),  # type: ignore[arg-type]
                 )
             elif scope == SESSION:
                 await self.topics["session-events"].send(
-                    key=key.encode(), value=pack(ts, seq, msg)  # type: ignore[arg-type]
+                    key=key.encode(),
+                    value=pack(ts, seq, msg, *self._position()),  # type: ignore[arg-type]
                 )
             elif scope == HOLDERS:
-                data = pack(ts, seq, msg)  # type: ignore[arg-type]
+                data = pack(ts, seq, msg, *self._position())  # type: ignore[arg-type]
                 for p in range(self.partitions):
                     await self.topics["customer-events"].send(
                         key=key.encode(), value=data, partition=p
@@ -459,16 +502,20 @@ class Worker:
             found.loaded = True
             raw = self.clocks.get(f"{scope}:{partition}".encode())
             if raw is not None:
-                saved = msgspec.msgpack.decode(raw, type=dict[str, float])
-                found.clock = saved.pop("", NEG_INF)
-                found.sources.update(saved)
+                try:
+                    saved = msgspec.msgpack.decode(raw, type=SavedClock)
+                except msgspec.ValidationError:  # written before ``received`` was kept
+                    older = msgspec.msgpack.decode(raw, type=dict[str, float])
+                    saved = SavedClock(older.pop("", NEG_INF), older, {})
+                found.clock = saved.clock
+                found.sources.update(saved.sources)
+                found.received.update(saved.received)
             if scope == CUSTOMER and self.stream_clock:
                 self._reload_pending(partition, found)
         return found
 
     def _save_clock(self, scope: str, partition: int, clock: PartitionClock) -> None:
-        saved = dict(clock.sources)
-        saved[""] = clock.clock
+        saved = SavedClock(clock.clock, clock.sources, clock.received)
         self.clocks[f"{scope}:{partition}".encode()] = msgspec.msgpack.encode(saved)
 
     # ------------------------------------------------------------- sessions
@@ -503,7 +550,7 @@ class Worker:
                 self._save_clock(SESSION, p, clock)
             else:
                 await self._session_time(p, body.now)
-        elif isinstance(body, EraseSession):
+        elif isinstance(body, EraseSession) and self._first_delivery(SESSION, p, envelope):
             await self._apply_session(p, body.session_id, body, envelope.ts, envelope.seq)
 
     async def _session_time(self, p: int, now: float) -> None:
@@ -623,6 +670,8 @@ class Worker:
                                                      body.ts)
                     await self._release(p)
                 return
+            if not self._first_delivery(CUSTOMER, p, envelope):
+                return  # a repeat: its first delivery was taken (or is waiting) here
             items.append((envelope.ts, envelope.seq, body))
             raws.append(b"w" + message.value)
         if not self.stream_clock:
