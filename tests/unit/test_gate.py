@@ -582,12 +582,19 @@ class Commits:
     def __init__(self, failing: set[int] | None = None) -> None:
         self.failing = failing or set()
         self.got: dict[int, tuple[list[tuple[bytes, bytes]], dict[TP, int]]] = {}
+        self.plain_commits: list[dict[TP, int]] = []
 
     async def __call__(self, partition: int, records: list[Any], offsets: dict[TP, int]) -> None:
         await asyncio.sleep(0)
         if partition in self.failing:
             raise RuntimeError("not committed")
         self.got[partition] = ([(f.message.key, f.message.value) for f in records], offsets)
+
+    async def plain(self, offsets: dict[TP, int]) -> bool:
+        """Offsets of partitions with no state: one plain commit."""
+        await asyncio.sleep(0)
+        self.plain_commits.append(offsets)
+        return True
 
 
 async def test_a_commit_puts_each_partition_s_state_and_offsets_in_one_call() -> None:
@@ -598,7 +605,8 @@ async def test_a_commit_puts_each_partition_s_state_and_offsets_in_one_call() ->
     table.set(gate, b"b", b"1", 1, s1, 7)
     table.set(gate, b"c", b"1", 1, s1, 9)  # not covered: waits
     commits = Commits()
-    assert await gate.commit({s0: 6, s1: 8, c1: 3}, commits)
+    assert await gate.commit({s0: 6, s1: 8, c1: 3}, commits, commits.plain)
+    assert commits.plain_commits == []
     assert commits.got == {
         0: ([(b"a", b"2")], {s0: 6}),  # only the last record of a key
         1: ([(b"b", b"1")], {s1: 8, c1: 3}),
@@ -617,7 +625,7 @@ async def test_a_partition_whose_commit_fails_keeps_its_state_held_for_the_drop(
     table.set(gate, b"kept", b"1", 0, s0, 1)
     table.set(gate, b"lost", b"1", 1, s1, 1)
     commits = Commits(failing={1})
-    assert not await gate.commit({s0: 2, s1: 2}, commits)
+    assert not await gate.commit({s0: 2, s1: 2}, commits, commits.plain)
     assert list(commits.got) == [0]
     assert [e.fut.message.key for e in gate.held] == [b"lost"]
     assert gate.committed == {s0: 2}
@@ -627,11 +635,24 @@ async def test_a_partition_whose_commit_fails_keeps_its_state_held_for_the_drop(
     assert table.data == {b"kept": b"1"}
 
 
-async def test_a_commit_with_no_state_still_commits_the_offsets() -> None:
-    gate, commits = ChangelogGate(), Commits()
-    tick = TP("session-events", 2)
-    assert await gate.commit({tick: 40}, commits)
-    assert commits.got == {2: ([], {tick: 40})}
+async def test_offsets_of_partitions_with_no_state_go_in_one_plain_commit() -> None:
+    gate, commits, table = ChangelogGate(), Commits(), Table()
+    s0, tick2, tick3 = TP("storefront", 0), TP("session-events", 2), TP("session-events", 3)
+    table.set(gate, b"a", b"1", 0, s0, 4)
+    assert await gate.commit({s0: 5, tick2: 40, tick3: 7}, commits, commits.plain)
+    assert commits.got == {0: ([(b"a", b"1")], {s0: 5})}
+    assert commits.plain_commits == [{tick2: 40, tick3: 7}]
+    assert gate.committed == {s0: 5, tick2: 40, tick3: 7}
+
+
+async def test_a_failed_plain_commit_fails_the_commit() -> None:
+    gate = ChangelogGate()
+
+    async def refused(offsets: dict[TP, int]) -> bool:
+        return False  # Faust's answer when the group rebalanced meanwhile
+
+    assert not await gate.commit({TP("session-events", 1): 9}, Commits(), refused)
+    assert gate.committed == {}
 
 
 async def test_a_rebalance_waits_for_a_commit_under_way() -> None:
@@ -645,7 +666,7 @@ async def test_a_rebalance_waits_for_a_commit_under_way() -> None:
         entered.set()
         await release.wait()
 
-    commit = asyncio.ensure_future(gate.commit({source: 4}, slow))
+    commit = asyncio.ensure_future(gate.commit({source: 4}, slow, Commits().plain))
     await entered.wait()
     drop = asyncio.ensure_future(gate.dropping({0}, restore=True))
     await asyncio.sleep(0.01)

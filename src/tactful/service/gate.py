@@ -54,13 +54,16 @@ from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
 from faust.types import TP, FutureMessage
 
-from tactful.service.state_commit import StateCommitFailed, StateTransactions
+from tactful.service.state_commit import StateTransactions
 
 log = logging.getLogger("tactful.gate")
 
 Publish = Callable[[FutureMessage], Awaitable[Any]]
 # (partition, its records, its offsets) -> None, or an exception: not committed
 CommitPartition = Callable[[int, list[FutureMessage], dict[TP, int]], Awaitable[None]]
+# offsets -> whether they were committed
+CommitOffsets = Callable[[dict[TP, int]], Awaitable[bool]]
+PLAIN_COMMIT_TIMEOUT = 10.0  # seconds; a commit takes milliseconds
 
 
 async def publish_message(fut: FutureMessage) -> Any:
@@ -219,12 +222,15 @@ class ChangelogGate:
                 self._settle(done)
             return len(done)
 
-    async def commit(self, upto: Mapping[TP, int], commit_partition: CommitPartition) -> bool:
-        """At least once: commit ``upto`` (next offsets to read) partition by partition,
-        each with the held records of its inputs that ``upto`` covers, in one
-        transaction (``state_commit``). The outputs are flushed by the caller before.
-        Returns False if a partition's commit failed: its records stay held (a later
-        commit, or the drop at the revocation that follows, deals with them)."""
+    async def commit(self, upto: Mapping[TP, int], commit_partition: CommitPartition,
+                     commit_offsets: CommitOffsets) -> bool:
+        """At least once: commit ``upto`` (next offsets to read). A partition with held
+        records of inputs ``upto`` covers commits them with its offsets in one
+        transaction (``commit_partition``, see ``state_commit``); the offsets of the
+        others go in one plain commit (``commit_offsets``). The outputs are flushed by
+        the caller before. Returns False if any of it failed: a partition whose commit
+        failed keeps its records held (a later commit, or the drop at the revocation
+        that follows, deals with them)."""
         async with self.releasing:
             members = self._batch(upto)
             records: dict[int, list[Slot]] = {}
@@ -237,24 +243,37 @@ class ChangelogGate:
             offsets: dict[int, dict[TP, int]] = {}
             for tp, offset in upto.items():
                 offsets.setdefault(tp.partition, {})[tp] = offset
-            partitions = sorted(set(records) | set(offsets))
-            results = await asyncio.gather(*(
-                commit_partition(p, [members[s][-1].fut for s in records.get(p, [])],
-                                 offsets.get(p, {}))
-                for p in partitions), return_exceptions=True)
+            partitions = sorted(records)
+            plain = {tp: o for p, tps in offsets.items() if p not in records
+                     for tp, o in tps.items()}
+            calls: list[Awaitable[Any]] = [
+                commit_partition(p, [members[s][-1].fut for s in records[p]],
+                                 offsets.get(p, {})) for p in partitions]
+            if plain:
+                calls.append(commit_offsets(plain))
+            results: list[Any] = await asyncio.gather(*calls, return_exceptions=True)
             ok = True
-            for partition, result in zip(partitions, results, strict=True):
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, Exception):
+                    raise result  # cancelled: the stop goes on
+            for partition, result in zip(partitions, results, strict=False):
                 if isinstance(result, BaseException):
-                    if not isinstance(result, Exception):
-                        raise result  # cancelled: the stop goes on
                     ok = False
                     log.warning("state and offsets of a partition not committed",
                                 extra={"partition": partition, "error": str(result)})
                     continue
-                self._settle({s: members[s] for s in records.get(partition, [])})
-                for tp, offset in offsets.get(partition, {}).items():
-                    self.committed[tp] = max(offset, self.committed.get(tp, -1))
+                self._settle({s: members[s] for s in records[partition]})
+                self._note_committed(offsets.get(partition, {}))
+            if plain:
+                if results[-1] is True:
+                    self._note_committed(plain)
+                else:
+                    ok = False
             return ok
+
+    def _note_committed(self, offsets: Mapping[TP, int]) -> None:
+        for tp, offset in offsets.items():
+            self.committed[tp] = max(offset, self.committed.get(tp, -1))
 
     async def dropping(self, partitions: Iterable[int], *, restore: bool = False) -> int:
         """``drop`` once no release is handing records over."""
@@ -567,16 +586,19 @@ class GatedConsumer(Consumer):
             done: bool = await super()._commit(offsets)
             return done
         await self.app.producer.flush()  # outputs before state, whoever calls this
-        return await gate.commit(offsets, self._commit_partition)
+        return await gate.commit(offsets, txns.commit, self._commit_plain)
 
-    async def _commit_partition(self, partition: int, records: list[FutureMessage],
-                                offsets: dict[TP, int]) -> None:
-        txns: StateTransactions = self.app.state_transactions  # type: ignore[attr-defined]
-        if records:
-            await txns.commit(partition, records, offsets)
-        elif offsets and not await super()._commit(offsets):
-            # No state changed here: a plain commit (Faust logs why it failed).
-            raise StateCommitFailed(f"partition {partition}: offsets not committed")
+    async def _commit_plain(self, offsets: dict[TP, int]) -> bool:
+        """Offsets of partitions where no state changed: Faust's own commit, through
+        the consumer's thread. A stop can end that thread with the call in its queue,
+        never answered: a commit that does not come back in time did not happen."""
+        try:
+            done: bool = await asyncio.wait_for(super()._commit(offsets),
+                                                timeout=PLAIN_COMMIT_TIMEOUT)
+        except TimeoutError:
+            log.warning("offsets not committed in time", extra={"partitions": len(offsets)})
+            return False
+        return done
 
 
 class ReadCommittedConsumerThread(AIOKafkaConsumerThread):
