@@ -6,6 +6,7 @@ Bad input gives a one-line message on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--deadletter", metavar="FILE", help="dead-letter records of bad lines")
     replay.add_argument("--until", type=_timestamp, metavar="TS",
                         help="advance the clock to TS at the end (default: last event + 7 days)")
+    replay.add_argument("--now", type=_timestamp, metavar="TS",
+                        help="processing time that bounds future timestamps (default: now)")
+    replay.add_argument("--erasure-key", metavar="SECRET",
+                        help="secret of the erasure marks (default: TACTFUL_ERASURE_KEY, "
+                        "else the local key)")
 
     explain = sub.add_parser("explain", help="a customer's timeline of decisions")
     explain.add_argument("customer_id", metavar="CUSTOMER_ID")
@@ -120,12 +126,18 @@ def _open_out(stack: ExitStack, path: str | None) -> BinaryIO:
 
 def _replay(args: argparse.Namespace) -> int:
     from tactful.core.engine import Engine
+    from tactful.core.messages import LOCAL_ERASURE_SECRET, ErasureKeys
     from tactful.core.policy import load_policy
     from tactful.service.gc_tuning import relax_gc
     from tactful.service.replay import progress_for, replay_lines
 
     policy = load_policy(args.policy)
-    engine = Engine(policy)
+    secret = args.erasure_key or os.environ.get("TACTFUL_ERASURE_KEY") or ""
+    engine = Engine(policy, erasure=ErasureKeys(secret.encode() or LOCAL_ERASURE_SECRET))
+    inputs = {args.events} if args.events != "-" else set()
+    for path in (args.out, args.decisions, args.deadletter):
+        if path is not None and inputs and _same_file(path, args.events):
+            raise CliError(f"{path} is the input file: writing it would truncate the events")
     relax_gc()
     with ExitStack() as stack:
         if args.events == "-":
@@ -149,10 +161,18 @@ def _replay(args: argparse.Namespace) -> int:
         replay_lines(
             lines, engine, intents_out, decisions_out, until=args.until,
             deadletter_out=deadletter_out, source=f"file:{name}", on_reject=report,
+            now=args.now,
         )
         intents_out.flush()
         decisions_out.flush()
     return 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare the paths
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _produce(args: argparse.Namespace) -> int:
@@ -183,10 +203,11 @@ def _worker(args: argparse.Namespace) -> int:
     from tactful.core.policy import load_policy
     from tactful.service import worker
     from tactful.service.gc_tuning import relax_gc
-    from tactful.service.settings import SettingsError, from_env
+    from tactful.service.settings import SettingsError, erasure_keys, from_env
 
     try:
         settings = from_env(clock=args.clock)
+        erasure_keys(settings)  # refused here, in one line, rather than inside Faust
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     policy = load_policy(settings.policy_file)

@@ -37,6 +37,7 @@ def test_no_key_stays_due_after_it_was_advanced() -> None:
         stats = replay_lines(lines, CheckedEngine(load_policy()), io.BytesIO(), io.BytesIO(),
                              until=None)
         assert stats.events == 4000
+        assert stats.rejected == 0, stats.rejected_lines
 
 
 def test_a_long_run_out_forgets_idle_sessions_and_carts() -> None:
@@ -47,6 +48,7 @@ def test_a_long_run_out_forgets_idle_sessions_and_carts() -> None:
     stats = replay_lines(lines, CheckedEngine(load_policy()), io.BytesIO(), io.BytesIO(),
                          until=until)
     assert stats.events == 3000
+    assert stats.rejected == 0, stats.rejected_lines
 
 
 def test_an_unbound_session_with_an_old_cart_expires_once() -> None:

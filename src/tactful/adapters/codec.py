@@ -1,21 +1,35 @@
 """Bytes to events and outputs to bytes.
 
-Decoding validates in the same pass (msgspec Structs, see core/events.py);
-checks JSON Schema cannot express (a real IANA time zone) follow. A message
-may be one event or a JSON array of events sharing the message's key; a bad
-element is reported alone.
+Decoding is bounded: a record's size and nesting depth are checked before it
+is parsed, its fields while it is parsed (msgspec Structs, see core/events.py,
+whose bounds come from core/limits.py), and what JSON Schema cannot express
+(a real IANA time zone, the timestamp window) right after. Nothing a record
+or its headers contain raises anything out of this module but ``BadEvent``
+(as a ``Rejected`` from ``decode_message``). A message may be one event or a
+JSON array of events sharing the message's key; a bad element is reported
+alone.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import msgspec
 
 from tactful.core.errors import BadEvent
-from tactful.core.events import AnyEvent, Event, PreferencesSet, StorefrontEvent
+from tactful.core.events import (
+    AnyEvent,
+    ConsentGranted,
+    ConsentRevoked,
+    Event,
+    PreferencesSet,
+    StorefrontEvent,
+)
+from tactful.core.limits import LIMITS
 from tactful.core.outputs import DeadLetter
 from tactful.core.quiet_hours import is_zone
 
@@ -35,6 +49,11 @@ class Rejected:
 
 def decode_event(data: bytes) -> Event:
     """One JSON object to a validated event; ``BadEvent`` says what is wrong."""
+    check_shape(data)
+    return _decode_event(data)
+
+
+def _decode_event(data: bytes) -> Event:
     try:
         event: Event = _one.decode(data)
     except msgspec.ValidationError as exc:
@@ -43,29 +62,159 @@ def decode_event(data: bytes) -> Event:
         event = _decode_integral_floats(data)
     except msgspec.DecodeError as exc:
         raise BadEvent(f"not valid JSON: {exc}") from None
+    except RecursionError:  # check_shape bounds the depth; this is the second line
+        raise BadEvent(f"nested deeper than {LIMITS.max_depth} levels") from None
     _check(event)
     return event
 
 
-def decode_message(data: bytes) -> Iterator[Event | Rejected]:
-    """A Kafka message value: one event, or an array of them in order."""
+FUTURE = "future_timestamp: ts lies further ahead of the processing clock than max_future_skew"
+
+
+def decode_message(data: bytes, not_after: float = float("inf")) -> Iterator[Event | Rejected]:
+    """A Kafka message value: one event, or an array of them in order. An event stamped
+    later than ``not_after`` (the processing clock plus the policy's skew bound) is
+    rejected as ``future_timestamp``."""
+    try:
+        check_shape(data)
+    except BadEvent as exc:
+        yield Rejected(exc.reason, data)
+        return
     if data[:1] != b"[" and data.lstrip()[:1] != b"[":
         try:
-            yield decode_event(data)
+            event = _decode_event(data)
         except BadEvent as exc:
             yield Rejected(exc.reason, data)
+            return
+        yield event if event.ts.timestamp() <= not_after else Rejected(FUTURE, data)
         return
     try:
         elements = _many.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         yield Rejected(f"not valid JSON: {exc}", data)
         return
+    except RecursionError:
+        yield Rejected(f"nested deeper than {LIMITS.max_depth} levels", data)
+        return
+    if len(elements) > LIMITS.max_batch:
+        yield Rejected(f"an array of {len(elements)} events; at most {LIMITS.max_batch}", data)
+        return
     for index, raw in enumerate(elements):
         element = bytes(raw)
         try:
-            yield decode_event(element)
+            event = _decode_event(element)
         except BadEvent as exc:
             yield Rejected(exc.reason, element, index)
+            continue
+        yield event if event.ts.timestamp() <= not_after else Rejected(FUTURE, element, index)
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+_OPENING = re.compile(rb"[\[{]+")
+
+
+def check_shape(data: bytes) -> None:
+    """Size and nesting depth, before anything parses ``data``: a parser recursing on
+    100,000 nested arrays, or holding a 500 MB list, is what these bounds prevent."""
+    if len(data) > LIMITS.max_bytes:
+        raise BadEvent(f"{len(data)} bytes; a record holds at most {LIMITS.max_bytes}")
+    # Each bracket opens at most one level: few brackets, shallow enough (the usual case).
+    if data.count(b"[") + data.count(b"{") <= LIMITS.max_depth:
+        return
+    if nesting_depth(data) > LIMITS.max_depth:
+        raise BadEvent(f"nested deeper than {LIMITS.max_depth} levels")
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in JSON text (brackets in strings do not count),
+    counted up to one past the limit. Each pass peels the innermost pairs off the
+    brackets alone at C speed; text that stops balancing adds its longest run of
+    opening brackets (the parser refuses it anyway, but must not recurse on it first)."""
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    depth = 0
+    while brackets and depth <= LIMITS.max_depth:
+        peeled = _INNERMOST.sub(b"", brackets)
+        if len(peeled) == len(brackets):
+            runs = _OPENING.findall(brackets)
+            return depth + max((len(run) for run in runs), default=0)
+        brackets = peeled
+        depth += 1
+    return depth
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHeaders:
+    """What tactful reads from an input record's headers."""
+
+    clock: float | None  # ``tactful-clock``: a clock marker, stream time reaches this
+    seq: str  # ``tactful-seq``: the record's line in the produced file ("" when absent)
+
+
+CLOCK_HEADER = "tactful-clock"
+SEQ_HEADER = "tactful-seq"
+_SEQ = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,9})?$")
+
+
+def decode_headers(headers: object) -> RecordHeaders:
+    """tactful's headers of an input record; other headers are ignored. ``BadEvent``
+    for a header of tactful's that is not what tactful writes."""
+    clock: float | None = None
+    seq = ""
+    if not headers:
+        return RecordHeaders(None, "")
+    items = headers.items() if isinstance(headers, dict) else headers
+    try:
+        pairs = list(items)  # type: ignore[call-overload]
+    except TypeError:
+        raise BadEvent("headers are not name/value pairs") from None
+    for pair in pairs:
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise BadEvent("headers are not name/value pairs") from None
+        if name not in (CLOCK_HEADER, SEQ_HEADER):
+            continue
+        text = _header_text(name, value)
+        if name == CLOCK_HEADER:
+            clock = parse_timestamp(text, f"header {CLOCK_HEADER}")
+        elif not _SEQ.match(text):
+            raise BadEvent(f"header {SEQ_HEADER} must be LINE or LINE.INDEX, got {text[:20]!r}")
+        else:
+            seq = text
+    return RecordHeaders(clock, seq)
+
+
+def _header_text(name: str, value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, bytes | bytearray):
+        raise BadEvent(f"header {name} is not bytes")
+    if len(value) > LIMITS.max_header_bytes:
+        raise BadEvent(f"header {name} is {len(value)} bytes; at most {LIMITS.max_header_bytes}")
+    try:
+        return bytes(value).decode("ascii")
+    except UnicodeDecodeError:
+        raise BadEvent(f"header {name} is not ASCII text") from None
+
+
+def parse_timestamp(text: str, what: str) -> float:
+    """An RFC 3339 timestamp with offset inside the limits' window, as POSIX seconds."""
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadEvent(f"{what} must be an RFC 3339 timestamp, got {text[:40]!r}") from None
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise BadEvent(f"{what} needs an offset (e.g. Z), got {text[:40]!r}")
+    t = dt.timestamp()
+    _check_window(t, what)
+    return t
+
+
+def _check_window(t: float, what: str) -> None:
+    if not LIMITS.earliest_ts <= t < LIMITS.latest_ts:
+        raise BadEvent(f"{what} lies outside 1970-01-01 to 2200-01-01")
 
 
 def _decode_integral_floats(data: bytes) -> Event:
@@ -88,6 +237,9 @@ def _decode_integral_floats(data: bytes) -> Event:
 
 
 def _check(event: Event) -> None:
+    _check_window(event.ts.timestamp(), "ts - at `$.ts`")
+    if isinstance(event, ConsentGranted | ConsentRevoked) and event.expires_at is not None:
+        _check_window(event.expires_at.timestamp(), "expires_at - at `$.expires_at`")
     if isinstance(event, StorefrontEvent):
         if event.identity is None and event.customer_id is not None:
             raise BadEvent(

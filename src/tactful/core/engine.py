@@ -52,15 +52,14 @@ from tactful.core.events import (
 from tactful.core.guardrails import Check, Firing, judge
 from tactful.core.links import LinkClaims, LinkSigner
 from tactful.core.messages import (
+    LOCAL_ERASURE_SECRET,
     AdoptSession,
     CartIndex,
     EraseSession,
+    ErasureKeys,
     ErasureMark,
     SessionFact,
     SkuSignal,
-    erasure_key,
-    event_hash,
-    session_erasure_key,
 )
 from tactful.core.outputs import (
     Cancellation,
@@ -85,7 +84,7 @@ from tactful.core.state import (
 )
 
 SESSION, CUSTOMER, SKU = "session", "customer", "sku"
-# ERASED stores an ErasureMark under erasure_key(customer_id): no id, only a keyed hash.
+# ERASED stores an ErasureMark under ErasureKeys.mark(...): no id, only a keyed hash.
 ERASED = "erased"
 # Not scopes with state: HOLDERS delivers a SkuSignal to every customer holding the sku;
 # INDEX updates that holder index (key: sku, message: CartIndex).
@@ -114,9 +113,11 @@ class Outbox:
 
 
 class Engine:
-    def __init__(self, policy: Policy, links: LinkSigner | None = None) -> None:
+    def __init__(self, policy: Policy, links: LinkSigner | None = None,
+                 erasure: ErasureKeys | None = None) -> None:
         self.policy = policy
         self.links = links
+        self.erasure = erasure or ErasureKeys(LOCAL_ERASURE_SECRET)
         self._abandoned = policy.triggers["abandoned_cart"]
         self._assist = policy.triggers["assist_offer"]
         self._browse = policy.triggers["browse_abandonment"]
@@ -136,9 +137,9 @@ class Engine:
             if st is not None and ev.customer_id in st.bound:
                 # Forget the session, but not what it had seen: a redelivered event of
                 # the erased customer must not bind the session again.
-                seen = frozenset(event_hash(e) for e in st.seen) | st.erased_seen
+                seen = self._seen_hashes(st.seen) | st.erased_seen
                 out.internal.append(
-                    (ERASED, session_erasure_key(st.session_id), ErasureMark(t, seen))
+                    (ERASED, self.erasure.mark("session", st.session_id), ErasureMark(t, seen))
                 )
                 return None
             return st
@@ -224,7 +225,9 @@ class Engine:
                 # Nothing is held: only the mark is written, so that inputs stamped before
                 # the request (arriving late) stay out all the same.
                 seen = mark.seen if mark is not None else frozenset()
-                out.internal.append((ERASED, erasure_key(msg.customer_id), ErasureMark(t, seen)))
+                out.internal.append(
+                    (ERASED, self.erasure.mark("customer", msg.customer_id), ErasureMark(t, seen))
+                )
                 return None
         if not self._admitted(st, mark, msg, t):
             return st
@@ -279,17 +282,21 @@ class Engine:
         if not self._first_time(st.seen, msg.event_id, t):
             return st
         if isinstance(msg, ConsentGranted | ConsentRevoked):
-            # Event time decides: a late grant stamped before a revocation changes nothing.
             known = st.consents.get(msg.channel)
-            if known is not None and known.at > t:
-                return st
             if isinstance(msg, ConsentGranted):
+                # A late grant stamped before what is known changes nothing.
+                if known is not None and known.at > t:
+                    return st
                 expires = msg.expires_at.timestamp() if msg.expires_at is not None else None
                 st.consents[msg.channel] = Consent(True, t, msg.source, expires)
                 if st.blocked.get(msg.channel, t) <= t:
                     st.blocked.pop(msg.channel, None)
             else:
-                st.consents[msg.channel] = Consent(False, t, msg.source)
+                # A "stop" always applies when it arrives, whatever its stamp says (a grant
+                # from a system with a clock ahead must not outrank it); it counts from the
+                # latest moment known, so no grant stamped before it revives the channel.
+                at = t if known is None else max(t, known.at)
+                st.consents[msg.channel] = Consent(False, at, msg.source)
                 self._withdraw(st, {msg.channel}, "no_consent", t, msg.event_id, out)
         elif isinstance(msg, PreferencesSet):
             self._preferences(st, msg)
@@ -793,11 +800,19 @@ class Engine:
             out.internal.append((INDEX, sku, CartIndex(sku, st.customer_id, False, t)))
         for sid in st.sessions:
             out.internal.append((SESSION, sid, EraseSession(sid, st.customer_id, t)))
-        seen = frozenset(event_hash(event_id) for event_id in st.seen) | st.erased_seen
-        out.internal.append((ERASED, erasure_key(st.customer_id), ErasureMark(t, seen)))
+        seen = self._seen_hashes(st.seen) | st.erased_seen
+        out.internal.append((ERASED, self.erasure.mark("customer", st.customer_id),
+                             ErasureMark(t, seen)))
 
-    @staticmethod
-    def admits(mark: ErasureMark | None, msg: object, t: float) -> bool:
+    def _seen_hashes(self, seen: dict[str, float]) -> frozenset[str]:
+        return frozenset(self.erasure.events(event_id)[0] for event_id in seen)
+
+    def mark_expired(self, mark: ErasureMark, now: float) -> bool:
+        """Whether ``mark`` is past the window in which a late input can still arrive:
+        the runtime then deletes it and treats the key as never erased."""
+        return now > mark.at + self.policy.late_input_window
+
+    def admits(self, mark: ErasureMark | None, msg: object, t: float) -> bool:
         """Whether a customer input may be applied after an erasure ``mark``.
 
         Inputs from before the erasure, and repeats of ids seen before it (a redelivery
@@ -813,7 +828,7 @@ class Engine:
             event_id = msg.event_id
         else:
             return True
-        return event_hash(event_id) not in mark.seen
+        return not any(h in mark.seen for h in self.erasure.events(event_id))
 
     def _tidy(self, st: CustomerState, now: float, out: Outbox) -> None:
         """Forget what no rule can need any more: bounded state per customer."""

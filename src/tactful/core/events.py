@@ -13,20 +13,25 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from tactful.core.limits import LIMITS, PRINTABLE
+
 Channel = Literal["email", "sms", "push", "phone"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "phone")
 Topic = Literal["cart_reminders", "stock_alerts", "deals", "recommendations"]
 IdentityMethod = Literal["login", "email_link", "cookie", "ip_match", "device_graph"]
 VERIFIED_METHODS = frozenset({"login", "email_link"})
 
+# Every bound comes from the one table of input limits (core/limits.py).
 Ts = Annotated[datetime, Meta(tz=True, description="RFC 3339 timestamp with offset")]
-Id = Annotated[str, Meta(min_length=1, max_length=256)]
-Sku = Annotated[str, Meta(min_length=1, max_length=256)]
-Qty = Annotated[int, Meta(ge=1, le=1_000_000)]
-Money = Annotated[float, Meta(ge=0, le=1e12)]
+Id = Annotated[str, Meta(min_length=1, max_length=LIMITS.max_id_length, pattern=PRINTABLE)]
+Sku = Id
+Qty = Annotated[int, Meta(ge=1, le=LIMITS.max_qty)]
+Money = Annotated[float, Meta(ge=0, le=LIMITS.max_money)]
 Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$")]
 HhMm = Annotated[str, Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
-Category = Annotated[str, Meta(min_length=1, max_length=128)]
+Category = Annotated[
+    str, Meta(min_length=1, max_length=LIMITS.max_category_length, pattern=PRINTABLE)
+]
 
 
 class Identity(Struct, gc=False, frozen=True, forbid_unknown_fields=False):
@@ -61,7 +66,7 @@ class StorefrontEvent(Event, frozen=True, kw_only=True):
 class ProductEvent(StorefrontEvent, frozen=True, kw_only=True):
     sku: Sku
     product_id: Id
-    category: list[Category]
+    category: Annotated[list[Category], Meta(max_length=LIMITS.max_categories)]
     price: Money
     currency: Currency
     qty: Qty
@@ -89,7 +94,7 @@ class CheckoutStarted(StorefrontEvent, frozen=True, kw_only=True, tag="checkout_
 
 class Purchase(StorefrontEvent, frozen=True, kw_only=True, tag="purchase"):
     order_id: Id
-    items: Annotated[list[Item], Meta(min_length=1)]
+    items: Annotated[list[Item], Meta(min_length=1, max_length=LIMITS.max_items)]
     gift: bool
 
 
@@ -106,7 +111,7 @@ class Logout(StorefrontEvent, frozen=True, kw_only=True, tag="logout"):
 
 class StockLevel(Event, frozen=True, kw_only=True, tag="stock_level"):
     sku: Sku
-    available: Annotated[int, Meta(ge=0)]
+    available: Annotated[int, Meta(ge=0, le=LIMITS.max_available)]
 
 
 class PriceChange(Event, frozen=True, kw_only=True, tag="price_change"):
@@ -136,8 +141,12 @@ class ConsentRevoked(CustomerEvent, frozen=True, kw_only=True, tag="consent_revo
 
 class PreferencesSet(CustomerEvent, frozen=True, kw_only=True, tag="preferences_set"):
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    topics_opt_out: list[Topic] | None = None
-    topics_opt_in: list[Category] | None = None
+    topics_opt_out: Annotated[list[Topic], Meta(max_length=LIMITS.max_topics_opt_out)] | None = (
+        None
+    )
+    topics_opt_in: Annotated[list[Category], Meta(max_length=LIMITS.max_topics_opt_in)] | None = (
+        None
+    )
     quiet_hours: QuietHours | None = None
 
 

@@ -8,6 +8,7 @@ sees the same messages in the same per-key order.
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from msgspec import Struct
 
@@ -66,26 +67,47 @@ class CartIndex(Struct, gc=False, frozen=True, tag="cart_index"):
 
 
 class ErasureMark(Struct, gc=False, frozen=True, tag="erasure_mark"):
-    """All that is kept of an erased customer, under ``erasure_key``: when it happened and
-    hashes of the event ids it had seen (so a redelivered input is still recognised)."""
+    """All that is kept of an erased customer, under ``ErasureKeys.customer``: when it
+    happened and keyed hashes of the event ids it had seen (so a redelivered input is
+    still recognised). It expires after the policy's ``late_input_window``."""
 
     at: float
     seen: frozenset[str] = frozenset()
 
 
-def event_hash(event_id: str) -> str:
-    return hashlib.blake2b(event_id.encode(), digest_size=8, person=b"tactful-seen").hexdigest()
+LOCAL_ERASURE_SECRET = b"tactful-local-erasure-key"  # replay and loopback-only workers
 
 
-def erasure_key(customer_id: str) -> str:
-    """A key that lets the runtime recognise an erased customer without storing the id."""
-    digest = hashlib.blake2b(customer_id.encode(), digest_size=16, person=b"tactful-erased")
-    return f"erased:{digest.hexdigest()}"
+class ErasureKeys:
+    """The keyed hashes (HMAC-SHA256) under which erasure marks are kept (SPEC §4.13).
 
+    Without the secret, a mark cannot be tied to an id by hashing guesses. ``previous``
+    is the secret before a rotation: marks written under it are still found (and
+    ``lookups`` tries it second) until the late-input window has passed.
+    """
 
-def session_erasure_key(session_id: str) -> str:
-    """The same for an erased session (the session scope's own mark)."""
-    return erasure_key(f"session\x1f{session_id}")
+    __slots__ = ("_secrets",)
+
+    def __init__(self, secret: bytes, previous: bytes | None = None) -> None:
+        if not secret:
+            raise ValueError("the erasure secret must not be empty")
+        self._secrets = (secret,) if not previous else (secret, previous)
+
+    def _macs(self, label: bytes, value: str, size: int) -> tuple[str, ...]:
+        data = label + b"\x1f" + value.encode()
+        return tuple(hmac.new(s, data, hashlib.sha256).hexdigest()[:size] for s in self._secrets)
+
+    def marks(self, scope: str, key: str) -> tuple[str, ...]:
+        """The keys a mark of ``key`` (a customer id, or a session id for ``scope``
+        "session") is stored under: the current secret's first, where new marks go."""
+        return tuple("erased:" + m for m in self._macs(scope.encode(), key, 32))
+
+    def mark(self, scope: str, key: str) -> str:
+        return self.marks(scope, key)[0]
+
+    def events(self, event_id: str) -> tuple[str, ...]:
+        """A seen event id as a mark keeps it (ids may embed customer ids), current first."""
+        return self._macs(b"seen", event_id, 16)
 
 
 class EraseSession(Struct, gc=False, frozen=True, tag="erase_session"):

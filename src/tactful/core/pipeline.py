@@ -26,8 +26,6 @@ from tactful.core.messages import (
     ErasureMark,
     SessionFact,
     SkuSignal,
-    erasure_key,
-    session_erasure_key,
 )
 from tactful.core.state import CustomerState, SessionState, SkuState
 
@@ -127,9 +125,7 @@ class Pipeline:
         self, key: str, msg: StorefrontEvents | EraseSession, t: float, out: Outbox
     ) -> None:
         state = self.sessions.get(key)
-        mark = None
-        if state is None and self.erasures:
-            mark = self.erasures.get(session_erasure_key(key))
+        mark = self._mark("session", key, t) if state is None and self.erasures else None
         kept = self.engine.on_session(state, msg, t, out, mark)
         self._store_session(key, kept)
 
@@ -143,7 +139,7 @@ class Pipeline:
 
     def _customer(self, key: str, msg: object, t: float, out: Outbox) -> None:
         state = self.customers.get(key)
-        mark = self.erasures.get(erasure_key(key)) if state is None and self.erasures else None
+        mark = self._mark("customer", key, t) if state is None and self.erasures else None
         kept = self.engine.on_customer(state, msg, t, out, mark)
         if kept is None:
             self.customers.pop(key, None)
@@ -154,6 +150,17 @@ class Pipeline:
             active = isinstance(msg, SessionFact | AdoptSession)
             if active or (CUSTOMER, key) not in self._scheduled:
                 self._reschedule(CUSTOMER, key, kept)
+
+    def _mark(self, scope: str, key: str, now: float) -> ErasureMark | None:
+        """The erasure mark of ``key``, if any; one past the late-input window is deleted."""
+        for stored in self.engine.erasure.marks(scope, key):
+            mark = self.erasures.get(stored)
+            if mark is None:
+                continue
+            if not self.engine.mark_expired(mark, now):
+                return mark
+            del self.erasures[stored]
+        return None
 
     def _sku(self, key: str, msg: StockLevel | PriceChange, t: float, out: Outbox) -> None:
         self.skus[key] = self.engine.on_sku(self.skus.get(key), msg, t, out)

@@ -28,8 +28,14 @@ KINDS = (
     "price_drop",
 )
 TOPICS = ("cart_reminders", "stock_alerts", "deals", "recommendations")
-_DURATION = re.compile(r"^([0-9]+)([smhd])$")
+_DURATION = re.compile(r"^([0-9]{1,9})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# No rule needs a duration longer than a year; longer ones overflow date arithmetic.
+MAX_DURATION = 366 * 86400.0
+# A redelivery after a crash or rebalance comes within minutes; below an hour the
+# dedup memory would let a repeat through and apply it twice.
+MIN_DEDUP_WINDOW = 3600.0
+_TOML_LINE = re.compile(r"at line (\d+)")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
@@ -70,6 +76,10 @@ class Policy:
     min_lag_channels: frozenset[str]
     min_lag: float
     sensitive: frozenset[str]
+    # Hostile-input bounds (README, "Dead letter"): how far ahead of the processing clock
+    # an input's ts may lie, and how long an erasure mark refuses late inputs.
+    max_future_skew: float = 900.0
+    late_input_window: float = 30 * 86400.0
 
     @property
     def longest_memory(self) -> float:
@@ -102,7 +112,9 @@ def parse_policy(raw: bytes, name: str = "<policy>") -> Policy:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(name, "-", f"not valid TOML: {exc}") from None
+        found = _TOML_LINE.search(str(exc))
+        line = int(found.group(1)) if found else None
+        raise PolicyError(name, "-", f"not valid TOML: {exc}", line) from None
     reader = _Reader(name, text)
     policy = reader.policy(doc)
     digest = hashlib.sha256(raw).hexdigest()[:12]
@@ -156,11 +168,23 @@ class _Reader:
             raise self.fail(f"{key}.{unknown[0]}", "unknown key")
         return value
 
-    def duration(self, table: dict[str, Any], key: str, full: str) -> float:
-        value = table.get(key)
+    def duration(self, table: dict[str, Any], key: str, full: str, lo: float = 0.0,
+                 default: str | None = None) -> float:
+        value = table.get(key, default)
         if not isinstance(value, str) or not (m := _DURATION.match(value)):
             raise self.fail(full, f"must be a duration like '4h' or '90m', got {value!r}")
-        return float(int(m.group(1)) * _UNITS[m.group(2)])
+        seconds = float(int(m.group(1)) * _UNITS[m.group(2)])
+        if seconds > MAX_DURATION:
+            raise self.fail(full, f"must be at most 366d, got {value!r}")
+        if seconds < lo:
+            raise self.fail(full, f"must be at least {lo:.0f}s, got {value!r}")
+        return seconds
+
+    def required(self, doc: dict[str, Any], key: str, hint: str) -> None:
+        """A guardrail's table may be empty, but never missing: absent, it would switch
+        the guardrail off without a word."""
+        if key not in doc:
+            raise self.fail(key, f"missing ({hint})")
 
     def number(self, table: dict[str, Any], key: str, full: str, lo: float, hi: float) -> float:
         value = table.get(key)
@@ -195,6 +219,7 @@ class _Reader:
         top = {
             "version", "default_timezone", "validity", "dedup_window", "session_ttl", "triggers",
             "quiet_hours", "frequency_caps", "cooldown", "min_lag", "sensitive",
+            "max_future_skew", "late_input_window",
         }
         unknown = sorted(set(doc) - top)
         if unknown:
@@ -235,6 +260,12 @@ class _Reader:
         assist = triggers_doc["assist_offer"]
         browse = triggers_doc["browse_abandonment"]
 
+        self.required(doc, "quiet_hours", "a [quiet_hours] table")
+        self.required(doc, "frequency_caps",
+                      "[[frequency_caps]] tables, or `frequency_caps = []` for none")
+        self.required(doc, "cooldown", "a [cooldown] table")
+        self.required(doc, "min_lag", "a [min_lag] table")
+        self.required(doc, "sensitive", "a [sensitive] table; `categories = []` for none")
         quiet = self.table(doc, "quiet_hours", {"allowed_from", "allowed_until", "channels"})
         quiet_from = self.hhmm(quiet, "allowed_from", "quiet_hours.allowed_from")
         quiet_until = self.hhmm(quiet, "allowed_until", "quiet_hours.allowed_until")
@@ -266,7 +297,9 @@ class _Reader:
         cooldown = self.table(doc, "cooldown", {"window"})
         min_lag = self.table(doc, "min_lag", {"channels", "lag"})
         sensitive = self.table(doc, "sensitive", {"categories"})
-        cats = sensitive.get("categories", [])
+        if "categories" not in sensitive:
+            raise self.fail("sensitive.categories", "missing (`categories = []` for none)")
+        cats = sensitive["categories"]
         if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
             raise self.fail("sensitive.categories", "must be a list of category names")
         for key in ("validity", "dedup_window", "session_ttl"):
@@ -275,12 +308,19 @@ class _Reader:
         ttl = self.duration(doc, "session_ttl", "session_ttl")
         if ttl <= max(t.delay for t in triggers.values()):
             raise self.fail("session_ttl", "must be longer than every trigger's delay")
+        dedup = self.duration(doc, "dedup_window", "dedup_window", lo=MIN_DEDUP_WINDOW)
+        late = self.duration(doc, "late_input_window", "late_input_window", default="30d")
+        if late < dedup:
+            raise self.fail("late_input_window", "must be at least dedup_window")
+        skew = self.duration(doc, "max_future_skew", "max_future_skew", default="15m")
+        if skew > 86400:
+            raise self.fail("max_future_skew", "must be at most 1d")
 
         return Policy(
             version=version,
             default_timezone=tz,
-            validity=self.duration(doc, "validity", "validity"),
-            dedup_window=self.duration(doc, "dedup_window", "dedup_window"),
+            validity=self.duration(doc, "validity", "validity", lo=60.0),
+            dedup_window=dedup,
             session_ttl=self.duration(doc, "session_ttl", "session_ttl"),
             triggers=triggers,
             assist_min_cart_value=self.number(
@@ -315,4 +355,6 @@ class _Reader:
             ),
             min_lag=self.duration(min_lag, "lag", "min_lag.lag"),
             sensitive=frozenset(cats),
+            max_future_skew=skew,
+            late_input_window=late,
         )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from tactful.adapters.codec import Rejected, dead_letter, decode_event, decode_message, encode
 from tactful.core.engine import Engine, Outbox
 from tactful.core.errors import BadEvent
+from tactful.core.events import Event
 from tactful.core.pipeline import Pipeline
 
 DEFAULT_TAIL = 7 * 86400.0  # the clock runs on to the last event + 7 days
@@ -20,6 +22,7 @@ DEFAULT_TAIL = 7 * 86400.0  # the clock runs on to the last event + 7 days
 class ReplayStats:
     events: int = 0
     rejected: int = 0
+    failed: int = 0  # inputs the engine failed on (processing_error), among the rejected
     intents: int = 0
     decisions: int = 0
     rejected_lines: list[tuple[int, str]] = field(default_factory=list)
@@ -33,13 +36,41 @@ def replay_lines(
     until: float | None = None,
     deadletter_out: BinaryIO | None = None,
     source: str = "replay",
-    on_reject: object = None,
+    on_reject: Callable[[int, str], None] | None = None,
+    now: float | None = None,
 ) -> ReplayStats:
-    """Feed every line to one pipeline, writing outputs in emission order."""
+    """Feed every line to one pipeline, writing outputs in emission order.
+
+    ``now`` is the processing time that bounds future timestamps (the wall clock when
+    None): an event stamped more than the policy's ``max_future_skew`` after it is
+    rejected as ``future_timestamp``, as the worker does against its wall clock.
+    """
     pipeline = Pipeline(engine)
     out = Outbox()
     stats = ReplayStats()
     last = float("-inf")
+    not_after = (time.time() if now is None else now) + engine.policy.max_future_skew
+
+    def reject(number: int, item: Rejected) -> None:
+        stats.rejected += 1
+        stats.rejected_lines.append((number, item.reason))
+        if on_reject is not None:
+            on_reject(number, item.reason)
+        if deadletter_out is not None:
+            deadletter_out.write(dead_letter(item, source, None, number) + b"\n")
+
+    def feed(number: int, raw: bytes, event: Event, t: float | None) -> None:
+        try:
+            pipeline.feed(event, out, t)
+        except Exception as exc:  # the engine is pure: its error is this input's
+            # As in the worker, the input is dead-lettered and the run goes on; replay keeps
+            # its state in place, so the keys it touched may hold part of its effect.
+            out.intents.clear()
+            out.decisions.clear()
+            out.internal.clear()
+            reject(number, Rejected(f"processing_error: {type(exc).__name__}", raw))
+            stats.failed += 1
+
     for number, line in enumerate(lines, start=1):
         if line[:1] == b"{":  # the common case: one event per line
             try:
@@ -47,27 +78,23 @@ def replay_lines(
             except BadEvent:
                 pass  # reported below, by the general path
             else:
-                stats.events += 1
                 t = event.ts.timestamp()
-                last = max(last, t)
-                pipeline.feed(event, out, t)
-                if out.intents or out.decisions:
-                    _flush(out, intents_out, decisions_out, stats)
-                continue
+                if t <= not_after:
+                    stats.events += 1
+                    last = max(last, t)
+                    feed(number, line, event, t)
+                    if out.intents or out.decisions:
+                        _flush(out, intents_out, decisions_out, stats)
+                    continue
         if not line.strip():
             continue
-        for item in decode_message(line.rstrip(b"\r\n")):
+        for item in decode_message(line.rstrip(b"\r\n"), not_after):
             if isinstance(item, Rejected):
-                stats.rejected += 1
-                stats.rejected_lines.append((number, item.reason))
-                if callable(on_reject):
-                    on_reject(number, item.reason)
-                if deadletter_out is not None:
-                    deadletter_out.write(dead_letter(item, source, None, number) + b"\n")
+                reject(number, item)
                 continue
             stats.events += 1
             last = max(last, item.ts.timestamp())
-            pipeline.feed(item, out)
+            feed(number, line, item, None)
         if out.intents or out.decisions:
             _flush(out, intents_out, decisions_out, stats)
     end = until if until is not None else last + DEFAULT_TAIL

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tactful.core.errors import TactfulError
+from tactful.core.messages import LOCAL_ERASURE_SECRET, ErasureKeys
 
 _N = TypeVar("_N", int, float)
 
@@ -52,6 +53,8 @@ class Settings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    erasure_key: str | None = None
+    erasure_key_previous: str | None = None
 
     @property
     def broker_url(self) -> str:
@@ -130,6 +133,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "ssl_cafile": env.get("TACTFUL_SSL_CAFILE") or None,
         "ssl_certfile": env.get("TACTFUL_SSL_CERTFILE") or None,
         "ssl_keyfile": env.get("TACTFUL_SSL_KEYFILE") or None,
+        "erasure_key": env.get("TACTFUL_ERASURE_KEY") or None,
+        "erasure_key_previous": env.get("TACTFUL_ERASURE_KEY_PREVIOUS") or None,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)  # type: ignore[arg-type]
@@ -145,3 +150,31 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     ):
         raise SettingsError("SASL needs TACTFUL_SASL_USERNAME and TACTFUL_SASL_PASSWORD")
     return settings
+
+
+_LOOPBACK = ("127.", "localhost", "[::1]", "::1")
+
+
+def only_loopback(bootstrap: str) -> bool:
+    """Whether every bootstrap server is on this machine (a local run)."""
+    hosts = [h.strip().split("://")[-1] for h in bootstrap.split(",") if h.strip()]
+    return bool(hosts) and all(h.startswith(_LOOPBACK) for h in hosts)
+
+
+def erasure_keys(settings: Settings) -> ErasureKeys:
+    """The secret erasure marks are keyed by (SPEC §4.13). A worker of a real cluster
+    refuses to start without ``TACTFUL_ERASURE_KEY``; a local run (every bootstrap server
+    on loopback) falls back to a fixed, documented local key."""
+    if settings.erasure_key:
+        if len(settings.erasure_key) < 16:
+            raise SettingsError("TACTFUL_ERASURE_KEY must be at least 16 characters")
+        previous = settings.erasure_key_previous
+        return ErasureKeys(settings.erasure_key.encode(), previous.encode() if previous else None)
+    if settings.erasure_key_previous:
+        raise SettingsError("TACTFUL_ERASURE_KEY_PREVIOUS needs TACTFUL_ERASURE_KEY")
+    if only_loopback(settings.bootstrap):
+        return ErasureKeys(LOCAL_ERASURE_SECRET)
+    raise SettingsError(
+        "TACTFUL_ERASURE_KEY must be set: erasure marks are keyed by it "
+        "(a long random string, kept secret; see README, Erasure)"
+    )

@@ -37,7 +37,6 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +45,18 @@ from aiokafka.partitioner import murmur2
 from faust.streams import current_event
 from mode import CrashingSupervisor
 
-from tactful.adapters.codec import Rejected, dead_letter, decode_event, decode_message, encode
+from tactful.adapters.codec import (
+    Rejected,
+    dead_letter,
+    decode_event,
+    decode_headers,
+    decode_message,
+    encode,
+)
 from tactful.adapters.topics import TopicSpec
 from tactful.adapters.wire import Envelope, Tick, Watermark, first_delivery, pack, unpack
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
-from tactful.core.errors import AgentFailure
+from tactful.core.errors import AgentFailure, BadEvent
 from tactful.core.events import CustomerEvent, Event, PriceChange, StockLevel, StorefrontEvent
 from tactful.core.links import LinkSigner
 from tactful.core.messages import (
@@ -58,19 +64,15 @@ from tactful.core.messages import (
     EraseSession,
     ErasureMark,
     SkuSignal,
-    erasure_key,
-    session_erasure_key,
 )
 from tactful.core.policy import Policy
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.app import TactfulApp, bytes_table, create_app
 from tactful.service.gate import forget_uncommitted_state
-from tactful.service.settings import Settings
+from tactful.service.settings import Settings, erasure_keys
 
 log = logging.getLogger("tactful.worker")
 
-CLOCK_HEADER = "tactful-clock"
-SEQ_HEADER = "tactful-seq"
 INPUT_TOPICS = ("storefront", "inventory", "consent", "feedback")
 INTERNAL_TOPICS = ("session-events", "customer-events", "sku-events")
 OUTPUT_TOPICS = ("intents", "decisions", "deadletter")
@@ -99,6 +101,13 @@ def fail_fast(agent: str) -> Iterator[None]:
         raise AgentFailure(f"{type(exc).__name__} in the {agent} agent") from None
 
 
+def _log_engine_error(what: str, scope: str, exc: Exception) -> None:
+    """The error's type and where it was raised; never its message (it may hold ids)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames[-8:]]
+    log.error(what, extra={"scope": scope, "error": type(exc).__name__, "where": where})
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java clients)."""
     hashed: int = murmur2(key)
@@ -111,20 +120,6 @@ def seq_key(seq: str) -> tuple[int, ...]:
         return tuple(int(part) for part in seq.split(".")) if seq else ()
     except ValueError:
         return ()
-
-
-def _header(headers: Any, name: str) -> str | None:
-    if not headers:
-        return None
-    items = headers.items() if isinstance(headers, dict) else headers
-    for key, value in items:
-        if key == name:
-            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
-    return None
-
-
-def _parse_ts(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -198,7 +193,7 @@ class Worker:
         links = None
         if settings.public_url and settings.link_secret:
             links = LinkSigner(settings.public_url, settings.link_secret.encode())
-        self.engine = Engine(policy, links)
+        self.engine = Engine(policy, links, erasure_keys(settings))
         self.partitions = settings.partitions
         self.app = app or create_app(settings)
         app_ = self.app
@@ -426,18 +421,45 @@ class Worker:
     async def _inputs(self, message: Any) -> tuple[float | None, list[tuple[Event, float, str]]]:
         """An input-topic record: its clock marker's time, or its valid events with their
         time and sequence (``LINE`` or ``LINE.INDEX``); bad elements are dead-lettered."""
-        marker = _header(message.headers, CLOCK_HEADER)
-        if marker is not None:
-            return _parse_ts(marker), []
-        seq = _header(message.headers, SEQ_HEADER) or ""
+        value = message.value or b""
+        try:
+            headers = decode_headers(message.headers)
+        except BadEvent as exc:
+            await self.dead_letter(message, Rejected(exc.reason, value))
+            return None, []
+        if headers.clock is not None:
+            return headers.clock, []
+        seq = headers.seq
         events: list[tuple[Event, float, str]] = []
-        for index, item in enumerate(decode_message(message.value or b"")):
+        # Future timestamps are bounded by the wall clock whatever moves the timers: no
+        # real event comes from the future, and a backfill's gaps are no sign of one.
+        not_after = time.time() + self.engine.policy.max_future_skew
+        for index, item in enumerate(decode_message(value, not_after)):
             if isinstance(item, Rejected):
                 await self.dead_letter(message, item)
-            else:
-                item_seq = f"{seq}.{index}" if seq and index else seq
-                events.append((item, item.ts.timestamp(), item_seq))
+                continue
+            item_seq = f"{seq}.{index}" if seq and index else seq
+            events.append((item, item.ts.timestamp(), item_seq))
         return None, events
+
+    async def _poisoned(self, scope: str, item: object, exc: Exception) -> None:
+        """An input the engine failed on (a bug met by this input, a poison pill): it is
+        dead-lettered as ``processing_error`` and the worker goes on. Its key keeps the
+        state it had (the engine's changes live in a copy decoded from the table, and its
+        outputs are dropped). The original is the input as decoded: JSON for an event,
+        msgpack for a message between scopes; the coordinates are those of the record
+        in hand (under the stream clock, the one whose arrival released the input)."""
+        _log_engine_error("an input failed in the engine: dead-lettered, the worker goes on",
+                          scope, exc)
+        original = (msgspec.json.encode(item) if isinstance(item, Event)
+                    else msgspec.msgpack.encode(item))
+        rejected = Rejected(f"processing_error: {type(exc).__name__}", original)
+        event = current_event()
+        if event is None:
+            await self.topics["deadletter"].send(
+                key=None, value=dead_letter(rejected, "", None, None))
+            return
+        await self.dead_letter(event.message, rejected)
 
     async def dead_letter(self, message: Any, rejected: Rejected) -> None:
         record = dead_letter(rejected, message.topic, message.partition, message.offset)
@@ -454,10 +476,20 @@ class Worker:
         raw = table.get(key.encode())
         return None if raw is None else decode_state(cls, raw)
 
-    def _mark(self, key: str) -> ErasureMark | None:
-        """The erasure mark stored under ``key`` (an ``erasure_key``), if any."""
-        raw = self.erasures.get(key.encode())
-        return None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+    def _mark(self, scope: str, key: str, now: float) -> ErasureMark | None:
+        """The erasure mark of ``key`` (a customer or session id), if any. One past the
+        late-input window is deleted here: it is read in the event context of its key's
+        partition, where it was written, so the tombstone lands in the same changelog
+        partition."""
+        for stored in self.engine.erasure.marks(scope, key):
+            raw = self.erasures.get(stored.encode())
+            if raw is None:
+                continue
+            mark = msgspec.msgpack.decode(raw, type=ErasureMark)
+            if not self.engine.mark_expired(mark, now):
+                return mark
+            del self.erasures[stored.encode()]
+        return None
 
     def _store(self, table: Any, key: str, state: Any) -> None:
         if state is None:
@@ -573,10 +605,18 @@ class Worker:
                 timers.schedule(key, actual)  # moved later since it was queued
                 continue
             kept: SessionState | CustomerState | None
-            if isinstance(state, SessionState):
-                kept = self.engine.advance_session(state, due, out)
-            else:
-                kept = self.engine.advance_customer(state, due, out)
+            try:
+                if isinstance(state, SessionState):
+                    kept = self.engine.advance_session(state, due, out)
+                else:
+                    kept = self.engine.advance_customer(state, due, out)
+            except Exception as exc:  # the engine is pure: its error is this key's, not ours
+                # No input to dead-letter: the key keeps its stored state and waits for
+                # its next input (which reschedules it); the other keys go on.
+                _log_engine_error("a timer failed: the key's triggers wait for its next "
+                                  "input", scope, exc)
+                out = Outbox()
+                continue
             await self.flush(out, due, "", p)  # outputs before state (see gate)
             self._store(table, key, kept)
             if kept is not None:
@@ -587,8 +627,12 @@ class Worker:
     ) -> None:
         out = Outbox()
         state = self._load(self.sessions, SessionState, key)
-        mark = self._mark(session_erasure_key(key)) if state is None else None
-        kept = self.engine.on_session(state, msg, t, out, mark)
+        mark = self._mark("session", key, t) if state is None else None
+        try:
+            kept = self.engine.on_session(state, msg, t, out, mark)
+        except Exception as exc:  # the engine is pure: its error is this input's
+            await self._poisoned(SESSION, msg, exc)
+            return
         await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.sessions, key, kept)
         if kept is not None:
@@ -613,7 +657,11 @@ class Worker:
                 clock.clock = max(clock.clock, t)
                 out = Outbox()
                 state = self._load(self.skus, SkuState, item.sku)
-                kept = self.engine.on_sku(state, item, t, out)
+                try:
+                    kept = self.engine.on_sku(state, item, t, out)
+                except Exception as exc:  # the engine is pure: its error is this input's
+                    await self._poisoned("skus", item, exc)
+                    continue
                 await self.flush(out, t, item_seq, p)  # outputs before state (see gate)
                 self._store(self.skus, item.sku, kept)
             return
@@ -744,8 +792,15 @@ class Worker:
         self, p: int, key: str, item: object, t: float, seq: str, out: Outbox
     ) -> None:
         state = self._load(self.customers, CustomerState, key)
-        mark = self._mark(erasure_key(key)) if state is None else None
-        kept = self.engine.on_customer(state, item, t, out, mark)
+        mark = self._mark("customer", key, t) if state is None else None
+        try:
+            kept = self.engine.on_customer(state, item, t, out, mark)
+        except Exception as exc:  # the engine is pure: its error is this input's
+            out.intents.clear()
+            out.decisions.clear()
+            out.internal.clear()
+            await self._poisoned(CUSTOMER, item, exc)
+            return
         await self.flush(out, t, seq, p)  # outputs before state (see gate)
         self._store(self.customers, key, kept)
         if kept is not None:
