@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import datetime
@@ -161,7 +162,7 @@ def _replay(args: argparse.Namespace) -> int:
         replay_lines(
             lines, engine, intents_out, decisions_out, until=args.until,
             deadletter_out=deadletter_out, source=f"file:{name}", on_reject=report,
-            now=args.now,
+            now=time.time() if args.now is None else args.now,
         )
         intents_out.flush()
         decisions_out.flush()

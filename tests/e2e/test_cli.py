@@ -99,3 +99,50 @@ def test_replay_of_large_generated_workloads_runs_through(tmp_path: Path, custom
                if d["outcome"] in ("emitted", "deferred")}
     ids = {i["intent_id"] for i in intents if "kind" in i}
     assert ids and ids <= emitted
+
+
+def test_replay_refuses_to_write_over_its_input(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(STORY.read_bytes())
+    for flag in ("--out", "--decisions", "--deadletter"):
+        result = tactful("replay", str(events), flag, str(events))
+        assert result.returncode == 2
+        assert result.stderr.count(b"\n") == 1 and b"is the input file" in result.stderr
+        assert events.read_bytes() == STORY.read_bytes()
+
+
+def test_replay_survives_hostile_lines_and_dead_letters_each(tmp_path: Path) -> None:
+    good = STORY.read_bytes()
+    hostile = [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"event_id": "x", "type": "stock_level", "ts": "0001-01-01T00:00:00Z", '
+        b'"sku": "k", "available": 1}',
+        b'{"event_id": "y", "type": "stock_level", "ts": "2026-05-01T00:00:00Z", '
+        b'"sku": "k", "available": 1' + b"0" * 400 + b"}",
+        b'{"event_id": "z", "type": "stock_level", "ts": "2030-01-01T00:00:00Z", '
+        b'"sku": "k", "available": 1}',
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(hostile) + b"\n" + good)
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    result = tactful("replay", str(events), "--out", str(out), "--decisions", "/dev/null",
+                     "--deadletter", str(dead), "--now", "2026-12-02T00:00:00Z")
+    assert result.returncode == 0, result.stderr
+    letters = [orjson.loads(x) for x in dead.read_bytes().splitlines()]
+    assert [d["offset"] for d in letters] == [1, 2, 3, 4]
+    assert letters[3]["reason"].startswith("future_timestamp")
+    alone = tmp_path / "alone.jsonl"
+    assert tactful("replay", str(STORY), "--out", str(alone), "--decisions", "/dev/null"
+                   ).returncode == 0
+    assert out.read_bytes() == alone.read_bytes()
+
+
+def test_a_worker_of_a_real_cluster_needs_an_erasure_key() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TACTFUL_")}
+    env["TACTFUL_BOOTSTRAP"] = "kafka-1.example:9092"
+    result = subprocess.run([sys.executable, "-m", "tactful.cli", "worker"], env=env,
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count(b"\n") == 1 and b"TACTFUL_ERASURE_KEY" in result.stderr

@@ -285,3 +285,64 @@ def test_empty_channel_list_is_allowed_for_a_trigger() -> None:
     # SPEC §3: `no_channel` when none is configured — an empty list is a valid policy.
     text = edit("triggers.abandoned_cart", '["email", "push", "sms"]', "[]")
     assert parse_policy(text.encode()).triggers["abandoned_cart"].channels == ()
+
+
+# ------------------------------------------------------------- hostile numbers
+
+
+def test_a_duration_beyond_a_year_is_refused_at_load() -> None:
+    text = edit(None, 'validity = "24h"', 'validity = "100000000000d"')
+    err = refuse(text)
+    assert err.key == "validity" and err.line == line_of(text, "validity =")
+    err = refuse(edit(None, 'validity = "24h"', 'validity = "367d"'))
+    assert "at most 366d" in err.reason
+
+
+def test_the_dedup_window_has_a_floor() -> None:
+    err = refuse(edit(None, 'dedup_window = "7d"', 'dedup_window = "0s"'))
+    assert err.key == "dedup_window" and "at least 3600s" in err.reason
+    assert parse_policy(edit(None, 'dedup_window = "7d"', 'dedup_window = "1h"').encode())
+
+
+def _without(header: str, text: str = DEFAULT_TOML) -> str:
+    """The text without the table (or every array table) named ``header``, up to the next."""
+    lines, out, skipping = text.splitlines(keepends=True), [], False
+    for line in lines:
+        if line.startswith("["):
+            skipping = line.strip().strip("[]") == header
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+def test_a_missing_guardrail_table_is_refused_not_silently_off() -> None:
+    for header in ("sensitive", "frequency_caps", "cooldown", "min_lag", "quiet_hours"):
+        err = refuse(_without(header))
+        assert err.key == header and "missing" in err.reason, header
+
+
+def test_guardrails_can_be_emptied_explicitly() -> None:
+    cats = 'categories = ["health", "medical", "adult", "pregnancy", "age_related"]'
+    text = "frequency_caps = []\n" + _without("frequency_caps").replace(cats, "categories = []")
+    policy = parse_policy(text.encode())
+    assert policy.frequency_caps == () and policy.sensitive == frozenset()
+    assert refuse(DEFAULT_TOML.replace(cats, "")).key == "sensitive.categories"
+
+
+def test_the_skew_and_late_input_bounds_have_defaults_and_limits() -> None:
+    policy = parse_policy(DEFAULT_TOML.encode())
+    assert policy.max_future_skew == 15 * 60 and policy.late_input_window == 30 * D
+    bare = DEFAULT_TOML.replace('max_future_skew = "15m"\n', "").replace(
+        'late_input_window = "30d"\n', "")
+    assert parse_policy(bare.encode()).max_future_skew == 15 * 60
+    assert refuse(edit(None, 'max_future_skew = "15m"', 'max_future_skew = "2d"')).key == \
+        "max_future_skew"
+    err = refuse(edit(None, 'late_input_window = "30d"', 'late_input_window = "1d"'))
+    assert "at least dedup_window" in err.reason
+
+
+def test_a_toml_syntax_error_names_file_and_line() -> None:
+    text = edit(None, 'session_ttl = "30d"', "session_ttl = = 3")
+    err = refuse(text, "shop.toml")
+    assert err.line == line_of(text, "session_ttl = = 3")
+    assert str(err).startswith(f"shop.toml:{err.line}: ")

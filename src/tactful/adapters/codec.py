@@ -233,6 +233,8 @@ def _decode_integral_floats(data: bytes) -> Event:
         event: Event = _one.decode(msgspec.json.encode(fix(msgspec.json.decode(data))))
     except msgspec.ValidationError as exc:
         raise BadEvent(_reason(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise BadEvent(f"not valid JSON: {exc}") from None
     return event
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -41,15 +40,16 @@ def replay_lines(
 ) -> ReplayStats:
     """Feed every line to one pipeline, writing outputs in emission order.
 
-    ``now`` is the processing time that bounds future timestamps (the wall clock when
-    None): an event stamped more than the policy's ``max_future_skew`` after it is
-    rejected as ``future_timestamp``, as the worker does against its wall clock.
+    ``now`` is the processing time that bounds future timestamps (``tactful replay``
+    passes the wall clock, or ``--now``; None sets no bound): an event stamped more than
+    the policy's ``max_future_skew`` after it is rejected as ``future_timestamp``, as
+    the worker does against its wall clock.
     """
     pipeline = Pipeline(engine)
     out = Outbox()
     stats = ReplayStats()
     last = float("-inf")
-    not_after = (time.time() if now is None else now) + engine.policy.max_future_skew
+    not_after = float("inf") if now is None else now + engine.policy.max_future_skew
 
     def reject(number: int, item: Rejected) -> None:
         stats.rejected += 1
