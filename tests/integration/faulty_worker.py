@@ -1,9 +1,13 @@
-"""``tactful worker`` whose engine fails on every customer-side input, for the fail-fast
-drill of test_worker_failfast. The error message carries the customer id on purpose:
-the worker must not log it."""
+"""``tactful worker`` with a planted fault, for test_worker_failfast. The errors' messages
+carry the customer id on purpose: the worker must not log it.
+
+``TACTFUL_TEST_FAULT=engine``: the engine fails on every input of one customer (a poison
+pill; the worker dead-letters it and goes on). ``store``: writing that customer's state
+fails (infrastructure; the worker stops)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -11,15 +15,30 @@ from tactful.core.policy import load_policy
 from tactful.service import worker
 from tactful.service.settings import from_env
 
+POISON = os.environ["TACTFUL_TEST_POISON"]
+FAULT = os.environ["TACTFUL_TEST_FAULT"]
+
 
 class FaultyWorker(worker.Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        healthy = self.engine.on_customer
+        store = self._store
 
-        def fail(state: Any, msg: Any, *rest: Any) -> Any:
-            raise KeyError(getattr(msg, "customer_id", "?"))
+        def on_customer(state: Any, msg: Any, *rest: Any) -> Any:
+            if getattr(msg, "customer_id", None) == POISON:
+                raise KeyError(POISON)
+            return healthy(state, msg, *rest)
 
-        self.engine.on_customer = fail  # type: ignore[method-assign]
+        def failing_store(table: Any, key: str, state: Any) -> None:
+            if key == POISON:
+                raise KeyError(POISON)
+            store(table, key, state)
+
+        if FAULT == "engine":
+            self.engine.on_customer = on_customer  # type: ignore[method-assign]
+        else:
+            self._store = failing_store  # type: ignore[method-assign]
 
 
 worker.Worker = FaultyWorker  # type: ignore[misc]

@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 _ports = iter(range(17000, 18000))
 
@@ -84,7 +85,11 @@ class Deployment:
                 for proc in self.workers:
                     if proc not in self.stopped:
                         assert proc.poll() is None, f"a worker exited: {self.logs()[-2000:]}"
-                described = await admin.describe_consumer_groups([self.app_id])
+                try:
+                    described = await admin.describe_consumer_groups([self.app_id])
+                except GroupCoordinatorNotAvailableError:  # a broker just started
+                    await asyncio.sleep(0.5)
+                    continue
                 group = described[0].groups[0]
                 if group[2] == "Stable" and len(group[5]) == members:
                     await asyncio.sleep(2.0)  # let the agents start on their partitions

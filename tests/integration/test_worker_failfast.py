@@ -1,7 +1,6 @@
-"""An unexpected error while applying valid input stops the worker (fail fast) instead
-of skipping the input, which could mean ignoring a "stop": the process exits non-zero,
-its logs name the error's type but no customer id, and a healthy worker started after
-it applies the input that failed."""
+"""An input the engine fails on (a poison pill) is dead-lettered and the worker goes on;
+an error outside the engine (the state store) still stops it (fail fast), since going on
+could mean ignoring a "stop". Neither logs the customer id the error carries."""
 
 from __future__ import annotations
 
@@ -15,23 +14,51 @@ from tests.integration.harness import deployment
 
 FAULTY = Path(__file__).with_name("faulty_worker.py")
 SECRET = "cust-failfast-7731"
+OTHER = "cust-healthy-2208"
 
 
-def test_a_failing_engine_stops_the_worker_and_the_input_waits(kafka_bootstrap: str,
-                                                               tmp_path: Path) -> None:
-    events = tmp_path / "events.jsonl"
+def _story(path: Path, customer: str, n: int) -> Path:
+    login = {"identity": {"method": "login"}, "customer_id": customer}
     rows = [
-        {"event_id": "f1", "type": "consent_granted", "ts": "2026-05-01T09:00:00Z",
-         "customer_id": SECRET, "channel": "email", "source": "signup"},
-        {"event_id": "f2", "type": "login", "ts": "2026-05-01T09:01:00Z",
-         "session_id": "sess-ff", "customer_id": SECRET, "identity": {"method": "login"}},
-        {"event_id": "f3", "type": "cart_add", "ts": "2026-05-01T09:02:00Z",
-         "session_id": "sess-ff", "customer_id": SECRET, "identity": {"method": "login"},
-         "sku": "k1", "product_id": "p1", "category": ["home"], "price": 20.0,
-         "currency": "USD", "qty": 1},
+        {"event_id": f"f{n}1", "type": "consent_granted", "ts": "2026-05-01T09:00:00Z",
+         "customer_id": customer, "channel": "email", "source": "signup"},
+        {"event_id": f"f{n}2", "type": "login", "ts": "2026-05-01T09:01:00Z",
+         "session_id": f"sess-{n}", **login},
+        {"event_id": f"f{n}3", "type": "cart_add", "ts": "2026-05-01T09:02:00Z",
+         "session_id": f"sess-{n}", **login, "sku": "k1", "product_id": "p1",
+         "category": ["home"], "price": 20.0, "currency": "USD", "qty": 1},
     ]
-    events.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    with deployment(kafka_bootstrap, tmp_path) as dep:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return path
+
+
+def test_a_poison_input_is_dead_lettered_and_the_worker_goes_on(kafka_bootstrap: str,
+                                                                tmp_path: Path) -> None:
+    poison = _story(tmp_path / "poison.jsonl", SECRET, 1)
+    healthy = _story(tmp_path / "healthy.jsonl", OTHER, 2)
+    env = {"TACTFUL_TEST_FAULT": "engine", "TACTFUL_TEST_POISON": SECRET}
+    with deployment(kafka_bootstrap, tmp_path, extra_env=env) as dep:
+        faulty = dep.start_worker(command=[sys.executable, str(FAULTY)])
+        dep.wait_ready(1)
+        dep.cli("produce", str(poison))
+        dep.cli("produce", str(healthy), "--until", "2026-05-03T00:00:00Z")
+        intents = [orjson.loads(v) for _, v in dep.read("intents", at_least=1)]
+        assert [(i["customer_id"], i["kind"]) for i in intents] == [(OTHER, "abandoned_cart")]
+        letters = [orjson.loads(v) for _, v in dep.read("deadletter", at_least=3,
+                                                          quiet_seconds=2)]
+        reasons = {d["reason"] for d in letters}
+        assert reasons == {"processing_error: KeyError"}, letters
+        assert faulty.poll() is None, "the worker stopped"
+        logs = dep.logs()
+        assert "an input failed in the engine" in logs and "KeyError" in logs, logs[-2000:]
+        assert SECRET not in logs, "a customer id reached the logs"
+
+
+def test_a_failing_store_stops_the_worker_and_the_input_waits(kafka_bootstrap: str,
+                                                              tmp_path: Path) -> None:
+    events = _story(tmp_path / "events.jsonl", SECRET, 1)
+    env = {"TACTFUL_TEST_FAULT": "store", "TACTFUL_TEST_POISON": SECRET}
+    with deployment(kafka_bootstrap, tmp_path, extra_env=env) as dep:
         faulty = dep.start_worker(command=[sys.executable, str(FAULTY)])
         dep.wait_ready(1)
         dep.cli("produce", str(events), "--until", "2026-05-03T00:00:00Z")
