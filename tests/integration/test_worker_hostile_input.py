@@ -54,3 +54,7 @@ def test_hostile_records_are_dead_lettered_and_the_worker_goes_on(kafka_bootstra
             assert any(d["topic"] == dep.topic(topic) and reason in d["reason"]
                        for d in letters), (reason, letters)
         assert worker.poll() is None, dep.logs()[-3000:]
+        rows = [orjson.loads(line) for line in STORY.read_bytes().splitlines() if line]
+        ids = {str(r[f]) for r in rows for f in ("customer_id", "session_id", "sku") if f in r}
+        logs = dep.logs()
+        assert ids and not [i for i in ids if i in logs], "an id reached the logs"

@@ -482,7 +482,7 @@ class SourceTransactionManager(TransactionManager):
         exc = fut.exception()
         self.failed.setdefault(tid, exc)  # type: ignore[arg-type]
         log.error("a transactional send failed; the transaction will not be committed",
-                  extra={"transactional_id": tid, "topic": topic, "error": repr(exc)})
+                  extra={"transactional_id": tid, "topic": topic, "error": type(exc).__name__})
 
     async def commit(self, offsets: Mapping[TP, int],
                      start_new_transaction: bool = True) -> bool:

@@ -14,12 +14,32 @@ from typing import Any
 import orjson
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_PHONE = re.compile(r"\+?\d[\d ()-]{7,}\d")
+# Phone numbers as people write them: international with a leading "+" (+33 1 42 68 53 00,
+# +14155552671), or North American 3-3-4 with separators (415.555.2671, (415) 555-2671).
+# Not dates (2026-12-02), times, offsets (+00:00), hex, or bare runs of digits (Kafka
+# offsets, counts): those carry no one's number and the logs need them.
+_PHONE = re.compile(
+    r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\w:])"
+    r"|(?<![\w.(-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w.-]?\d)"
+)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
 
 
 def redact(text: str) -> str:
     return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))
+
+
+def redact_value(value: object) -> object:
+    """An extra field as it is logged: strings redacted, inside lists and dicts too."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): redact_value(v) for k, v in value.items()}
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = redact_value(value)
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
