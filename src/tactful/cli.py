@@ -201,6 +201,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from tactful.core.errors import TransientError
     from tactful.core.policy import load_policy
     from tactful.service import worker
     from tactful.service.gc_tuning import relax_gc
@@ -213,7 +214,21 @@ def _worker(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     policy = load_policy(settings.policy_file)
     relax_gc()
-    return worker.run(settings, policy)
+    _quiet_kafka_client()
+    try:
+        return worker.run(settings, policy)
+    except TransientError as exc:
+        print(f"tactful: {exc}", file=sys.stderr)
+        return 1
+
+
+def _quiet_kafka_client() -> None:
+    """aiokafka logs every failed connection attempt in raw lines; tactful logs one line
+    per retry, then the outcome."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="tactful: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -146,3 +146,37 @@ def test_a_worker_of_a_real_cluster_needs_an_erasure_key() -> None:
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.count(b"\n") == 1 and b"TACTFUL_ERASURE_KEY" in result.stderr
+
+
+def _run(args: list[str], **env_vars: str) -> subprocess.CompletedProcess[bytes]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TACTFUL_")}
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-m", "tactful.cli", *args], env=env,
+                          capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("command", [["worker"], ["produce", str(STORY)]])
+@pytest.mark.parametrize(("variable", "value"), [
+    ("TACTFUL_BOOTSTRAP", "not a host"),
+    ("TACTFUL_BOOTSTRAP", "127.0.0.1:99999"),
+    ("TACTFUL_BOOTSTRAP", "127.0.0.1:9092,"),
+    ("TACTFUL_SSL_CAFILE", "/nonexistent/ca.pem"),
+    ("TACTFUL_SSL_CERTFILE", "/nonexistent/cert.pem"),
+])
+def test_bad_connection_settings_are_one_line_naming_the_variable(
+        command: list[str], variable: str, value: str) -> None:
+    result = _run(command, **{variable: value})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count(b"\n") == 1 and variable.encode() in result.stderr
+
+
+@pytest.mark.parametrize("command", [["worker"], ["produce", str(STORY)]])
+def test_an_unreachable_broker_is_retried_then_reported_in_one_line(command: list[str]) -> None:
+    result = _run(command, TACTFUL_BOOTSTRAP="127.0.0.1:1", TACTFUL_CONNECT_TIMEOUT="2")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert "Traceback" not in result.stderr.decode()
+    assert "TACTFUL_BOOTSTRAP" in lines[-1] and "did not answer within 2 s" in lines[-1]
+    assert 1 < len(lines) < 15 and all("retrying" in line for line in lines[:-1]), lines

@@ -174,7 +174,8 @@ async def produce_file(
     options = client_options(settings)
     specs = [TopicSpec(name, settings.partitions, settings.replication)
              for name in names.values()]
-    await ensure_topics(settings.bootstrap, specs, client_options=options)
+    await ensure_topics(settings.bootstrap, specs, client_options=options,
+                        timeout=settings.connect_timeout)
 
     stats = ProduceStats()
     producer = AIOKafkaProducer(

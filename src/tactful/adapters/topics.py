@@ -8,6 +8,7 @@ refresh; creating them first avoids that window.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from tactful.core.errors import TransientError
+
+log = logging.getLogger("tactful.topics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +35,22 @@ async def ensure_topics(
     """Create the missing topics; return the names created. Existing topics are left alone."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     deadline = asyncio.get_running_loop().time() + timeout
+    attempt = 0
     while True:
+        attempt += 1
         try:
             await admin.start()
             break
         except KafkaError as exc:
             if asyncio.get_running_loop().time() > deadline:
-                raise TransientError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
-            await asyncio.sleep(1.0)
+                raise TransientError(
+                    f"Kafka at {bootstrap} did not answer within {timeout:g} s "
+                    f"({attempt} attempts; TACTFUL_BOOTSTRAP, TACTFUL_CONNECT_TIMEOUT): "
+                    f"{type(exc).__name__}"
+                ) from None
+            log.warning("Kafka does not answer yet; retrying",
+                        extra={"attempt": attempt, "error": type(exc).__name__})
+            await asyncio.sleep(min(2.0, 0.25 * 2 ** min(attempt, 3)))
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]

@@ -6,6 +6,7 @@ A bad value refuses to start with the variable's name and what is wrong.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -55,6 +56,7 @@ class Settings:
     ssl_keyfile: str | None = None
     erasure_key: str | None = None
     erasure_key_previous: str | None = None
+    connect_timeout: float = 60.0
 
     @property
     def broker_url(self) -> str:
@@ -136,6 +138,15 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "erasure_key": env.get("TACTFUL_ERASURE_KEY") or None,
         "erasure_key_previous": env.get("TACTFUL_ERASURE_KEY_PREVIOUS") or None,
     }
+    values["connect_timeout"] = _seconds(env, "TACTFUL_CONNECT_TIMEOUT", 60.0, 1.0, 600.0)
+    _check_bootstrap(str(values["bootstrap"]))
+    for name in ("TACTFUL_SSL_CAFILE", "TACTFUL_SSL_CERTFILE", "TACTFUL_SSL_KEYFILE"):
+        path = env.get(name)
+        if path and not os.access(path, os.R_OK):
+            why = "does not exist" if not os.path.exists(path) else "cannot be read"
+            raise SettingsError(f"{name}: {path} {why}")
+    if env.get("TACTFUL_SSL_KEYFILE") and not env.get("TACTFUL_SSL_CERTFILE"):
+        raise SettingsError("TACTFUL_SSL_KEYFILE needs TACTFUL_SSL_CERTFILE")
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.processing_guarantee == "exactly_once" and not settings.store.startswith("memory://"):
@@ -150,6 +161,20 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     ):
         raise SettingsError("SASL needs TACTFUL_SASL_USERNAME and TACTFUL_SASL_PASSWORD")
     return settings
+
+
+_HOST_PORT = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$")
+
+
+def _check_bootstrap(bootstrap: str) -> None:
+    """Every server is ``host:port`` (an IPv6 address in brackets), port 1-65535."""
+    hosts = [h.strip() for h in bootstrap.split(",")]
+    for host in hosts:
+        plain = host.split("://", 1)[-1]
+        m = _HOST_PORT.match(plain)
+        if not m or not 1 <= int(m.group(1)) <= 65535:
+            raise SettingsError(
+                f"TACTFUL_BOOTSTRAP must be host:port[,host:port...], got {bootstrap!r}")
 
 
 _LOOPBACK = ("127.", "localhost", "[::1]", "::1")

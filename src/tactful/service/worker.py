@@ -817,12 +817,14 @@ def run(settings: Settings, policy: Policy, on_ready: Callable[[], None] | None 
     """Create the topics, then run the Faust worker until it is stopped."""
     from faust.worker import Worker as FaustWorker
 
+    from tactful.adapters.producer import client_options
     from tactful.adapters.topics import ensure_topics
     from tactful.service.local_state import close_local_state, open_local_state
     from tactful.service.logs import logging_config
 
     worker = build(settings, policy)
-    asyncio.run(ensure_topics(settings.bootstrap, worker.topic_specs()))
+    asyncio.run(ensure_topics(settings.bootstrap, worker.topic_specs(),
+                              client_options(settings), settings.connect_timeout))
     level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}
     faust_worker = FaustWorker(
         worker.app,
