@@ -32,7 +32,15 @@ class Watermark(Struct, gc=False, frozen=True, tag="watermark"):
     ts: float
 
 
-Body = SessionFact | AdoptSession | SkuSignal | EraseSession | Tick | Watermark
+class Forwarded(Struct, gc=False, frozen=True, tag="forwarded"):
+    """An input event that arrived on a partition other than the one its id is kept in
+    (a producer with another partitioner, or a key that is not the event's id): the
+    receiving scope applies it as if it had arrived there. ``event`` is its JSON."""
+
+    event: bytes
+
+
+Body = SessionFact | AdoptSession | SkuSignal | EraseSession | Tick | Watermark | Forwarded
 
 
 class Envelope(Struct, gc=False, frozen=True, array_like=True):

@@ -54,10 +54,25 @@ from tactful.adapters.codec import (
     encode,
 )
 from tactful.adapters.topics import TopicSpec
-from tactful.adapters.wire import Envelope, Tick, Watermark, first_delivery, pack, unpack
+from tactful.adapters.wire import (
+    Envelope,
+    Forwarded,
+    Tick,
+    Watermark,
+    first_delivery,
+    pack,
+    unpack,
+)
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
 from tactful.core.errors import AgentFailure, BadEvent
-from tactful.core.events import CustomerEvent, Event, PriceChange, StockLevel, StorefrontEvent
+from tactful.core.events import (
+    TOPIC_KEY_FIELD,
+    CustomerEvent,
+    Event,
+    PriceChange,
+    StockLevel,
+    StorefrontEvent,
+)
 from tactful.core.links import LinkSigner
 from tactful.core.messages import (
     CartIndex,
@@ -76,6 +91,9 @@ log = logging.getLogger("tactful.worker")
 INPUT_TOPICS = ("storefront", "inventory", "consent", "feedback")
 INTERNAL_TOPICS = ("session-events", "customer-events", "sku-events")
 OUTPUT_TOPICS = ("intents", "decisions", "deadletter")
+# Where an input event that arrived on the wrong partition is forwarded to.
+FORWARD_TOPIC = {"storefront": "session-events", "inventory": "sku-events",
+                 "consent": "customer-events", "feedback": "customer-events"}
 NEG_INF = float("-inf")
 
 
@@ -434,13 +452,44 @@ class Worker:
         # Future timestamps are bounded by the wall clock whatever moves the timers: no
         # real event comes from the future, and a backfill's gaps are no sign of one.
         not_after = time.time() + self.engine.policy.max_future_skew
+        short = message.topic[len(self.settings.topic_prefix):]
+        field_name = TOPIC_KEY_FIELD[short]
+        key = message.key
+        # One hash per record when the producer placed it by its key, as tactful does.
+        keyed = None if key is None else partition_of(key, self.partitions)
         for index, item in enumerate(decode_message(value, not_after)):
             if isinstance(item, Rejected):
                 await self.dead_letter(message, item)
                 continue
             item_seq = f"{seq}.{index}" if seq and index else seq
-            events.append((item, item.ts.timestamp(), item_seq))
+            t = item.ts.timestamp()
+            own: str = getattr(item, field_name)
+            own_key = own.encode()
+            target = keyed if own_key == key else partition_of(own_key, self.partitions)
+            if target != message.partition:
+                await self._forward(short, own_key, target, item, t, item_seq)
+                continue
+            events.append((item, t, item_seq))
         return None, events
+
+    async def _forward(self, short: str, key: bytes, partition: int | None, item: Event,
+                       t: float, seq: str) -> None:
+        """An event to the partition its id is kept in, through its scope's internal topic:
+        in order (one origin, one target partition), never dropped, and a repeat after a
+        crash is dropped by the receiver as every internal message is."""
+        value = pack(t, seq, Forwarded(msgspec.json.encode(item)), *self._position())
+        await self.topics[FORWARD_TOPIC[short]].send(key=key, value=value, partition=partition)
+
+    def _forwarded(self, scope: str, p: int, envelope: Envelope) -> Event | None:
+        """The event a ``Forwarded`` message carries, on its first delivery here."""
+        assert isinstance(envelope.body, Forwarded)
+        if not self._first_delivery(scope, p, envelope):
+            return None
+        try:
+            return decode_event(envelope.body.event)
+        except BadEvent:  # it was valid where it came from: a record no worker wrote
+            log.warning("dropped an undecodable forwarded event", extra={"scope": scope})
+            return None
 
     async def _poisoned(self, scope: str, item: object, exc: Exception) -> None:
         """An input the engine failed on (a bug met by this input, a poison pill): it is
@@ -584,6 +633,13 @@ class Worker:
                 await self._session_time(p, body.now)
         elif isinstance(body, EraseSession) and self._first_delivery(SESSION, p, envelope):
             await self._apply_session(p, body.session_id, body, envelope.ts, envelope.seq)
+        elif isinstance(body, Forwarded):
+            event = self._forwarded(SESSION, p, envelope)
+            if isinstance(event, StorefrontEvent):
+                if self.stream_clock:
+                    await self._session_time(p, envelope.ts)
+                await self._apply_session(p, event.session_id, event, envelope.ts,
+                                          envelope.seq)
 
     async def _session_time(self, p: int, now: float) -> None:
         await self._fire_due(SESSION, p, now)
@@ -653,26 +709,34 @@ class Worker:
                 return
             for item, t, item_seq in events:
                 assert isinstance(item, StockLevel | PriceChange)
-                clock = self._clock("sku", p)
-                clock.clock = max(clock.clock, t)
-                out = Outbox()
-                state = self._load(self.skus, SkuState, item.sku)
-                try:
-                    kept = self.engine.on_sku(state, item, t, out)
-                except Exception as exc:  # the engine is pure: its error is this input's
-                    await self._poisoned("skus", item, exc)
-                    continue
-                await self.flush(out, t, item_seq, p)  # outputs before state (see gate)
-                self._store(self.skus, item.sku, kept)
+                await self._apply_sku(p, item, t, item_seq)
             return
         try:
             envelope = unpack(message.value)
         except msgspec.DecodeError:
             return
-        if isinstance(envelope.body, Tick) and self.stream_clock:
+        if isinstance(envelope.body, Forwarded):
+            event = self._forwarded("sku", p, envelope)
+            if isinstance(event, StockLevel | PriceChange):
+                await self._apply_sku(p, event, envelope.ts, envelope.seq)
+        elif isinstance(envelope.body, Tick) and self.stream_clock:
             clock = self._clock("sku", p)
             await self._watermark(f"sku:{p}", clock.clock)
             self._save_clock("sku", p, clock)
+
+    async def _apply_sku(self, p: int, item: StockLevel | PriceChange, t: float,
+                         seq: str) -> None:
+        clock = self._clock("sku", p)
+        clock.clock = max(clock.clock, t)
+        out = Outbox()
+        state = self._load(self.skus, SkuState, item.sku)
+        try:
+            kept = self.engine.on_sku(state, item, t, out)
+        except Exception as exc:  # the engine is pure: its error is this input's
+            await self._poisoned("skus", item, exc)
+            return
+        await self.flush(out, t, seq, p)  # outputs before state (see gate)
+        self._store(self.skus, item.sku, kept)
 
     # ------------------------------------------------------------ customers
 
@@ -718,10 +782,17 @@ class Worker:
                                                      body.ts)
                     await self._release(p)
                 return
-            if not self._first_delivery(CUSTOMER, p, envelope):
-                return  # a repeat: its first delivery was taken (or is waiting) here
-            items.append((envelope.ts, envelope.seq, body))
-            raws.append(b"w" + message.value)
+            if isinstance(body, Forwarded):
+                event = self._forwarded(CUSTOMER, p, envelope)
+                if not isinstance(event, CustomerEvent):
+                    return
+                items.append((envelope.ts, envelope.seq, event))
+                raws.append(b"e" + body.event)
+            else:
+                if not self._first_delivery(CUSTOMER, p, envelope):
+                    return  # a repeat: its first delivery was taken (or is waiting) here
+                items.append((envelope.ts, envelope.seq, body))
+                raws.append(b"w" + message.value)
         if not self.stream_clock:
             for t, seq, entry in items:
                 await self._apply_customer(p, entry, t, seq)
