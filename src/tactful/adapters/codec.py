@@ -22,11 +22,13 @@ import msgspec
 
 from tactful.core.errors import BadEvent
 from tactful.core.events import (
+    TEXT_FIELDS,
     AnyEvent,
     ConsentGranted,
     ConsentRevoked,
     Event,
     PreferencesSet,
+    Purchase,
     StorefrontEvent,
 )
 from tactful.core.limits import LIMITS
@@ -239,6 +241,19 @@ def _decode_integral_floats(data: bytes) -> Event:
 
 
 def _check(event: Event) -> None:
+    singles, lists = TEXT_FIELDS[type(event)]
+    for name in singles:
+        value = getattr(event, name)
+        if value is not None and not _printable(value):
+            raise BadEvent(f"must be printable text, not only blanks - at `$.{name}`")
+    for name in lists:
+        for value in getattr(event, name) or ():
+            if not _printable(value):
+                raise BadEvent(f"must be printable text, not only blanks - at `$.{name}`")
+    if isinstance(event, Purchase):
+        for item in event.items:
+            if not _printable(item.sku):
+                raise BadEvent("must be printable text, not only blanks - at `$.items[].sku`")
     _check_window(event.ts.timestamp(), "ts - at `$.ts`")
     if isinstance(event, ConsentGranted | ConsentRevoked) and event.expires_at is not None:
         _check_window(event.expires_at.timestamp(), "expires_at - at `$.expires_at`")
@@ -253,6 +268,12 @@ def _check(event: Event) -> None:
         and not is_zone(event.timezone)
     ):
         raise BadEvent(f"unknown time zone {event.timezone!r} - at `$.timezone`")
+
+
+def _printable(text: str) -> bool:
+    """No control, format, separator or surrogate character (ASCII space aside), and not
+    only blanks: an output carrying the text can always be written and read."""
+    return text.isprintable() and not text.isspace()
 
 
 def _reason(message: str) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from tactful.core.limits import LIMITS, PRINTABLE
+from tactful.core.limits import LIMITS
 
 Channel = Literal["email", "sms", "push", "phone"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "phone")
@@ -23,14 +23,18 @@ VERIFIED_METHODS = frozenset({"login", "email_link"})
 
 # Every bound comes from the one table of input limits (core/limits.py).
 Ts = Annotated[datetime, Meta(tz=True, description="RFC 3339 timestamp with offset")]
-Id = Annotated[str, Meta(min_length=1, max_length=LIMITS.max_id_length, pattern=PRINTABLE)]
+# Ids and categories must also be printable and not only blanks: checked by the decoder
+# (adapters/codec.py) with str.isprintable, far cheaper per field than a pattern.
+Id = Annotated[str, Meta(min_length=1, max_length=LIMITS.max_id_length,
+                         description="printable, not only blanks")]
 Sku = Id
 Qty = Annotated[int, Meta(ge=1, le=LIMITS.max_qty)]
 Money = Annotated[float, Meta(ge=0, le=LIMITS.max_money)]
 Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$")]
 HhMm = Annotated[str, Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Category = Annotated[
-    str, Meta(min_length=1, max_length=LIMITS.max_category_length, pattern=PRINTABLE)
+    str, Meta(min_length=1, max_length=LIMITS.max_category_length,
+              description="printable, not only blanks")
 ]
 
 
@@ -247,3 +251,15 @@ def verified_customer(event: StorefrontEvent) -> str | None:
     if event.customer_id is not None and identity is not None:
         return event.customer_id if identity.method in VERIFIED_METHODS else None
     return None
+
+
+# The free-text fields of each event type (ids, sources, categories), for the decoder's
+# printable check; list fields hold strings, ``items`` holds Items.
+_TEXT = ("event_id", "session_id", "customer_id", "sku", "product_id", "order_id", "source",
+         "intent_id")
+_TEXT_LISTS = ("category", "topics_opt_in")
+TEXT_FIELDS: dict[type[Event], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    cls: (tuple(f for f in _TEXT if f in cls.__struct_fields__),
+          tuple(f for f in _TEXT_LISTS if f in cls.__struct_fields__))
+    for cls in EVENT_TYPES.values()
+}

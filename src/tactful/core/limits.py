@@ -43,7 +43,3 @@ class InputLimits:
 
 
 LIMITS = InputLimits()
-
-# A printable text: no control characters (C0, DEL, C1), no lone surrogates (they have no
-# UTF-8 form, so an output carrying one could not be written), at least one non-blank.
-PRINTABLE = "^(?=.*\\S)[^\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]+$"

@@ -126,9 +126,18 @@ def _log_engine_error(what: str, scope: str, exc: Exception) -> None:
     log.error(what, extra={"scope": scope, "error": type(exc).__name__, "where": where})
 
 
+_HASHES: dict[bytes, int] = {}  # key -> murmur2: keys repeat (a session's events)
+_HASHES_MAX = 200_000
+
+
 def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java clients)."""
-    hashed: int = murmur2(key)
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java clients).
+    aiokafka's murmur2 is pure Python (~3 µs), so hashes are remembered for a while."""
+    hashed = _HASHES.get(key)
+    if hashed is None:
+        if len(_HASHES) >= _HASHES_MAX:
+            _HASHES.clear()
+        hashed = _HASHES[key] = murmur2(key)
     return (hashed & 0x7FFFFFFF) % partitions
 
 
