@@ -29,7 +29,12 @@ try:
 except ImportError:
     partition_of = None
 lines = open(sys.argv[2], 'rb').read().splitlines()
-keys = [line[line.find(b'"session_id":"') + 14:][:12] for line in lines]
+import orjson
+keys = []
+for line in lines:
+    event = orjson.loads(line)
+    own = event.get("session_id") or event.get("sku") or event.get("customer_id")
+    keys.append(own.encode())
 start = time.process_time()
 for line, key in zip(lines, keys):
     for item in decode_message(line):

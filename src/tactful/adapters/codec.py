@@ -23,6 +23,7 @@ import msgspec
 from tactful.core.errors import BadEvent
 from tactful.core.events import (
     TEXT_FIELDS,
+    TEXT_SINGLE_FIELDS,
     AnyEvent,
     ConsentGranted,
     ConsentRevoked,
@@ -241,33 +242,58 @@ def _decode_integral_floats(data: bytes) -> Event:
 
 
 def _check(event: Event) -> None:
-    singles, lists = TEXT_FIELDS[type(event)]
-    for name in singles:
-        value = getattr(event, name)
-        if value is not None and not _printable(value):
+    """What the Structs cannot say: printable ids, the timestamp window, a real zone."""
+    singles, lists, kind = _PLANS[type(event)]
+    for value in singles(event):
+        if value is not None and (value.isspace() or not value.isprintable()):
+            name = next(n for n in TEXT_SINGLE_FIELDS if getattr(event, n, None) == value)
             raise BadEvent(f"must be printable text, not only blanks - at `$.{name}`")
     for name in lists:
         for value in getattr(event, name) or ():
             if not _printable(value):
                 raise BadEvent(f"must be printable text, not only blanks - at `$.{name}`")
-    if isinstance(event, Purchase):
-        for item in event.items:
-            if not _printable(item.sku):
-                raise BadEvent("must be printable text, not only blanks - at `$.items[].sku`")
-    _check_window(event.ts.timestamp(), "ts - at `$.ts`")
-    if isinstance(event, ConsentGranted | ConsentRevoked) and event.expires_at is not None:
-        _check_window(event.expires_at.timestamp(), "expires_at - at `$.expires_at`")
-    if isinstance(event, StorefrontEvent):
-        if event.identity is None and event.customer_id is not None:
+    if not _FIRST_YEAR <= event.ts.year < _END_YEAR:
+        raise BadEvent("ts lies outside 1970-01-01 to 2200-01-01 - at `$.ts`")
+    if kind is _PLAIN:
+        return
+    if kind is _STOREFRONT or kind is _PURCHASE:
+        if event.identity is None and event.customer_id is not None:  # type: ignore[attr-defined]
             raise BadEvent(
                 "a customer_id needs the identity that established it - at `$.identity`"
             )
-    elif (
-        isinstance(event, PreferencesSet)
-        and event.timezone is not None
-        and not is_zone(event.timezone)
-    ):
-        raise BadEvent(f"unknown time zone {event.timezone!r} - at `$.timezone`")
+        if kind is _PURCHASE:
+            for item in event.items:  # type: ignore[attr-defined]
+                if not _printable(item.sku):
+                    raise BadEvent("must be printable text, not only blanks - at `$.items`")
+    elif kind is _CONSENT:
+        expires = event.expires_at  # type: ignore[attr-defined]
+        if expires is not None:
+            _check_window(expires.timestamp(), "expires_at - at `$.expires_at`")
+    elif kind is _PREFERENCES:
+        zone = event.timezone  # type: ignore[attr-defined]
+        if zone is not None and not is_zone(zone):
+            raise BadEvent(f"unknown time zone {zone!r} - at `$.timezone`")
+
+
+_PLAIN, _STOREFRONT, _PURCHASE, _CONSENT, _PREFERENCES = "plain", "sf", "buy", "cons", "prefs"
+
+
+def _kind(cls: type[Event]) -> str:
+    if issubclass(cls, Purchase):
+        return _PURCHASE
+    if issubclass(cls, StorefrontEvent):
+        return _STOREFRONT
+    if issubclass(cls, ConsentGranted | ConsentRevoked):
+        return _CONSENT
+    return _PREFERENCES if issubclass(cls, PreferencesSet) else _PLAIN
+
+
+# Per event type, decided once: its text fields and which further checks apply
+# (isinstance on Structs costs more than the checks themselves).
+_PLANS = {cls: (*TEXT_FIELDS[cls], _kind(cls)) for cls in TEXT_FIELDS}
+
+
+_FIRST_YEAR, _END_YEAR = 1970, 2200  # LIMITS' window, by year: one attribute per event
 
 
 def _printable(text: str) -> bool:

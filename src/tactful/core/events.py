@@ -7,8 +7,10 @@ validates against them in one pass, and ``schemas/`` is generated from them
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from operator import attrgetter
+from typing import Annotated, Literal, cast
 
 import msgspec
 from msgspec import Meta, Struct
@@ -255,11 +257,26 @@ def verified_customer(event: StorefrontEvent) -> str | None:
 
 # The free-text fields of each event type (ids, sources, categories), for the decoder's
 # printable check; list fields hold strings, ``items`` holds Items.
-_TEXT = ("event_id", "session_id", "customer_id", "sku", "product_id", "order_id", "source",
-         "intent_id")
+TEXT_SINGLE_FIELDS = (
+    "event_id", "session_id", "customer_id", "sku", "product_id", "order_id", "source",
+    "intent_id",
+)
 _TEXT_LISTS = ("category", "topics_opt_in")
-TEXT_FIELDS: dict[type[Event], tuple[tuple[str, ...], tuple[str, ...]]] = {
-    cls: (tuple(f for f in _TEXT if f in cls.__struct_fields__),
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Event], tuple[str | None, ...]]:
+    """The named attributes as a tuple, in one C call."""
+    get = attrgetter(*names)
+    if len(names) == 1:
+        def one(event: Event) -> tuple[str | None, ...]:
+            return (cast(str | None, get(event)),)
+        return one
+    return cast(Callable[[Event], tuple[str | None, ...]], get)
+
+
+TEXT_FIELDS: dict[type[Event], tuple[Callable[[Event], tuple[str | None, ...]], tuple[str, ...]]]
+TEXT_FIELDS = {
+    cls: (_getter(tuple(f for f in TEXT_SINGLE_FIELDS if f in cls.__struct_fields__)),
           tuple(f for f in _TEXT_LISTS if f in cls.__struct_fields__))
     for cls in EVENT_TYPES.values()
 }
