@@ -180,3 +180,15 @@ def test_an_unreachable_broker_is_retried_then_reported_in_one_line(command: lis
     assert "Traceback" not in result.stderr.decode()
     assert "TACTFUL_BOOTSTRAP" in lines[-1] and "did not answer within 2 s" in lines[-1]
     assert 1 < len(lines) < 15 and all("retrying" in line for line in lines[:-1]), lines
+
+
+def test_produce_refuses_hostile_lines_before_connecting(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n"
+                       + b"[" + b"{}," * 10 + b"[" * 5000 + b"]" * 5000 + b"]\n")
+    result = _run(["produce", str(events)], TACTFUL_BOOTSTRAP="127.0.0.1:1")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert lines == [f"tactful: {events}:1: nested deeper than 8 levels",
+                     f"tactful: {events}:2: nested deeper than 8 levels",
+                     f"tactful: {events}: 2 bad lines, nothing was sent"]

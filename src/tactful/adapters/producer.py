@@ -108,7 +108,8 @@ def _records(number: int, line: bytes) -> Iterator[_Record | str]:
     items = list(decode_message(line))
     array = line.lstrip()[:1] == b"["
     raws: list[msgspec.Raw] = []
-    if array:  # a line that is no array of objects was reported whole by decode_message
+    whole = len(items) == 1 and isinstance(items[0], Rejected) and items[0].index is None
+    if array and not whole:  # a line refused whole (too deep, too large) is not parsed
         with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
             raws = _elements.decode(line)
     for index, item in enumerate(items):
