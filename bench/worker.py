@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 KAFKA = ROOT / "deploy" / "local-kafka" / "kafka.sh"
 BEGIN, END = "<!-- bench:worker -->", "<!-- /bench:worker -->"
-UNTIL = "2026-12-31T00:00:00Z"
+UNTIL = "2026-11-30T00:00:00Z"
 PORT = "39292"
 
 

@@ -188,6 +188,13 @@ def _produce(args: argparse.Namespace) -> int:
         settings = from_env()
     except SettingsError as exc:
         raise CliError(str(exc)) from None
+    if args.until is not None:
+        from tactful.core.policy import load_policy
+
+        skew = load_policy(settings.policy_file).max_future_skew
+        if args.until > time.time() + skew:
+            raise CliError("--until lies in the future: workers dead-letter clock markers "
+                           "further ahead of their wall clock than max_future_skew")
     # aiokafka logs every failed connection attempt; the outcome is reported in one line.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:

@@ -192,3 +192,10 @@ def test_produce_refuses_hostile_lines_before_connecting(tmp_path: Path) -> None
     assert lines == [f"tactful: {events}:1: nested deeper than 8 levels",
                      f"tactful: {events}:2: nested deeper than 8 levels",
                      f"tactful: {events}: 2 bad lines, nothing was sent"]
+
+
+def test_produce_refuses_an_until_in_the_future() -> None:
+    result = _run(["produce", str(STORY), "--until", "2099-01-01T00:00:00Z"],
+                  TACTFUL_BOOTSTRAP="127.0.0.1:1")
+    assert result.returncode == 2
+    assert result.stderr.count(b"\n") == 1 and b"--until lies in the future" in result.stderr

@@ -17,7 +17,7 @@ from tests.integration.harness import deployment, merge_stories, replay
 ROOT = Path(__file__).resolve().parents[2]
 STORIES = sorted(p for p in (ROOT / "tests" / "scenarios").iterdir()
                  if (p / "events.jsonl").exists())
-UNTIL = "2026-12-31T00:00:00Z"
+UNTIL = "2026-11-30T00:00:00Z"
 
 
 @pytest.mark.parametrize("workers", [1, 2])

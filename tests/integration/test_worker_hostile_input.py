@@ -21,6 +21,7 @@ HOSTILE: list[tuple[str, bytes, list[tuple[str, bytes]], str]] = [
     ("storefront", STOCK % (1, b"1"), [("tactful-seq", b"\xff\xfe")], "header tactful-seq"),
     ("storefront", b"", [("tactful-clock", b"not a time")], "header tactful-clock"),
     ("inventory", STOCK % (2, b"1" + b"0" * 400), [], "$.available"),
+    ("feedback", b"", [("tactful-clock", b"2030-01-01T00:00:00Z")], "future_timestamp"),
     ("consent", b'{"event_id": "h-3", "type": "consent_granted", "ts": "2030-01-01T00:00:00Z",'
                 b' "customer_id": "cust-ana", "channel": "email", "source": "x"}', [],
      "future_timestamp"),

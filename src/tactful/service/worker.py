@@ -46,6 +46,7 @@ from faust.streams import current_event
 from mode import CrashingSupervisor
 
 from tactful.adapters.codec import (
+    FUTURE,
     Rejected,
     dead_letter,
     decode_event,
@@ -454,13 +455,16 @@ class Worker:
         except BadEvent as exc:
             await self.dead_letter(message, Rejected(exc.reason, value))
             return None, []
-        if headers.clock is not None:
-            return headers.clock, []
-        seq = headers.seq
-        events: list[tuple[Event, float, str]] = []
         # Future timestamps are bounded by the wall clock whatever moves the timers: no
         # real event comes from the future, and a backfill's gaps are no sign of one.
         not_after = time.time() + self.engine.policy.max_future_skew
+        if headers.clock is not None:
+            if headers.clock > not_after:  # a marker too would fire every timer early
+                await self.dead_letter(message, Rejected(FUTURE, value))
+                return None, []
+            return headers.clock, []
+        seq = headers.seq
+        events: list[tuple[Event, float, str]] = []
         short = message.topic[len(self.settings.topic_prefix):]
         field_name = TOPIC_KEY_FIELD[short]
         key = message.key
