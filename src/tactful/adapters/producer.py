@@ -41,14 +41,12 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from tactful.adapters.codec import Rejected, decode_message
+from tactful.adapters.codec import CLOCK_HEADER, SEQ_HEADER, Rejected, decode_message
 from tactful.adapters.topics import TopicSpec, ensure_topics
 from tactful.core.errors import TactfulError, TransientError
 from tactful.core.events import TOPIC_TYPES, key_of, topic_of
 from tactful.service.settings import Settings
 
-SEQ_HEADER = "tactful-seq"
-CLOCK_HEADER = "tactful-clock"
 INPUT_TOPICS: tuple[str, ...] = tuple(TOPIC_TYPES)  # short names, SPEC order
 
 MAX_REQUEST_SIZE = 1024 * 1024
