@@ -111,6 +111,12 @@ class Outbox:
         self.decisions: list[tuple[str, Decision]] = []
         self.internal: list[Internal] = []
 
+    def clear(self) -> None:
+        """Drop everything: after it is sent, or when the step that made it failed."""
+        self.intents.clear()
+        self.decisions.clear()
+        self.internal.clear()
+
 
 class Engine:
     def __init__(self, policy: Policy, links: LinkSigner | None = None,
@@ -806,6 +812,21 @@ class Engine:
 
     def _seen_hashes(self, seen: dict[str, float]) -> frozenset[str]:
         return frozenset(self.erasure.events(event_id)[0] for event_id in seen)
+
+    def live_mark(self, scope: str, key: str, now: float,
+                  get: Callable[[str], ErasureMark | None],
+                  forget: Callable[[str], None]) -> ErasureMark | None:
+        """The erasure mark of ``key`` (a customer id, or a session id for scope
+        "session") in a runtime's store (``get`` by stored key), under the current secret
+        or the previous one; one past the late-input window is ``forget``-ed on the way."""
+        for stored in self.erasure.marks(scope, key):
+            mark = get(stored)
+            if mark is None:
+                continue
+            if not self.mark_expired(mark, now):
+                return mark
+            forget(stored)
+        return None
 
     def mark_expired(self, mark: ErasureMark, now: float) -> bool:
         """Whether ``mark`` is past the window in which a late input can still arrive:

@@ -152,15 +152,8 @@ class Pipeline:
                 self._reschedule(CUSTOMER, key, kept)
 
     def _mark(self, scope: str, key: str, now: float) -> ErasureMark | None:
-        """The erasure mark of ``key``, if any; one past the late-input window is deleted."""
-        for stored in self.engine.erasure.marks(scope, key):
-            mark = self.erasures.get(stored)
-            if mark is None:
-                continue
-            if not self.engine.mark_expired(mark, now):
-                return mark
-            del self.erasures[stored]
-        return None
+        return self.engine.live_mark(scope, key, now, self.erasures.get,
+                                     self.erasures.__delitem__)
 
     def _sku(self, key: str, msg: StockLevel | PriceChange, t: float, out: Outbox) -> None:
         self.skus[key] = self.engine.on_sku(self.skus.get(key), msg, t, out)

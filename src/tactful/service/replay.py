@@ -65,9 +65,7 @@ def replay_lines(
         except Exception as exc:  # the engine is pure: its error is this input's
             # As in the worker, the input is dead-lettered and the run goes on; replay keeps
             # its state in place, so the keys it touched may hold part of its effect.
-            out.intents.clear()
-            out.decisions.clear()
-            out.internal.clear()
+            out.clear()
             reject(number, Rejected(f"processing_error: {type(exc).__name__}", raw))
             stats.failed += 1
 

@@ -442,9 +442,7 @@ class Worker:
                         held.pop(msg.customer_id, None)
                         if not held:
                             del holders[key]
-        out.intents.clear()
-        out.decisions.clear()
-        out.internal.clear()
+        out.clear()
 
     async def _inputs(self, message: Any) -> tuple[float | None, list[tuple[Event, float, str]]]:
         """An input-topic record: its clock marker's time, or its valid events with their
@@ -540,18 +538,18 @@ class Worker:
 
     def _mark(self, scope: str, key: str, now: float) -> ErasureMark | None:
         """The erasure mark of ``key`` (a customer or session id), if any. One past the
-        late-input window is deleted here: it is read in the event context of its key's
+        late-input window is deleted: it is read in the event context of its key's
         partition, where it was written, so the tombstone lands in the same changelog
         partition."""
-        for stored in self.engine.erasure.marks(scope, key):
+
+        def get(stored: str) -> ErasureMark | None:
             raw = self.erasures.get(stored.encode())
-            if raw is None:
-                continue
-            mark = msgspec.msgpack.decode(raw, type=ErasureMark)
-            if not self.engine.mark_expired(mark, now):
-                return mark
+            return None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+
+        def forget(stored: str) -> None:
             del self.erasures[stored.encode()]
-        return None
+
+        return self.engine.live_mark(scope, key, now, get, forget)
 
     def _store(self, table: Any, key: str, state: Any) -> None:
         if state is None:
@@ -880,9 +878,7 @@ class Worker:
         try:
             kept = self.engine.on_customer(state, item, t, out, mark)
         except Exception as exc:  # the engine is pure: its error is this input's
-            out.intents.clear()
-            out.decisions.clear()
-            out.internal.clear()
+            out.clear()
             await self._poisoned(CUSTOMER, item, exc)
             return
         await self.flush(out, t, seq, p)  # outputs before state (see gate)
