@@ -23,22 +23,22 @@ class FaultyWorker(worker.Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         healthy = self.engine.on_customer
-        store = self._store
+        write = self._write
 
         def on_customer(state: Any, msg: Any, *rest: Any) -> Any:
             if getattr(msg, "customer_id", None) == POISON:
                 raise KeyError(POISON)
             return healthy(state, msg, *rest)
 
-        def failing_store(table: Any, key: str, state: Any) -> None:
-            if key == POISON:
+        def failing_write(table: Any, key: bytes, value: Any) -> None:
+            if key == POISON.encode():
                 raise KeyError(POISON)
-            store(table, key, state)
+            write(table, key, value)
 
         if FAULT == "engine":
             self.engine.on_customer = on_customer  # type: ignore[method-assign]
         else:
-            self._store = failing_store  # type: ignore[method-assign]
+            self._write = failing_write  # type: ignore[method-assign]
 
 
 worker.Worker = FaultyWorker  # type: ignore[misc]

@@ -117,7 +117,17 @@ def test_erasure_leaves_no_key_of_the_customer(kafka_bootstrap: str, tmp_path: P
     with deployment(kafka_bootstrap, tmp_path, extra_env={"TACTFUL_STORE": store}) as dep:
         worker = dep.start_worker()
         dep.wait_ready(1)
-        dep.cli("produce", str(_write(tmp_path / "erase.jsonl", events)), "--until",
+        # The state is committed before the erasure comes: a key made and erased within
+        # one batch never reaches the changelog at all (each key is written once a batch).
+        dep.cli("produce", str(_write(tmp_path / "before.jsonl", events[:3])), "--until",
+                _ts(start + timedelta(minutes=30)))
+        deadline = time.monotonic() + 120
+        for table, key in (("customers", b"c-gone"), ("sessions", b"s-gone")):
+            while key not in {k for k, _ in dep.read_topic(f"{dep.app_id}-{table}-changelog",
+                                                            quiet_seconds=1)}:
+                assert time.monotonic() < deadline, f"{table} never held {key!r}"
+                time.sleep(1)
+        dep.cli("produce", str(_write(tmp_path / "erase.jsonl", events[3:])), "--until",
                 _ts(start + timedelta(days=1)))
         decisions = dep.read("decisions", at_least=1)
         assert [orjson.loads(v)["reason"] for _, v in decisions] == ["erased"]

@@ -1429,7 +1429,7 @@ def _mentions(s: Story, cust: str, sessions: tuple[str, ...]) -> list[str]:
             for name in (cust, *sessions):
                 if name.encode() in blob:
                     found.append(f"{type(st).__name__}[{key}] mentions {name}")
-    for sku, holders in p.holders.items():
+    for sku, holders in p.holders.by_sku.items():
         if cust in holders:
             found.append(f"holders[{sku}] names {cust}")
     return found
@@ -1467,7 +1467,7 @@ def test_purchase_of_the_whole_cart_stops_holding_the_sku() -> None:
     s.consent(-2)
     s.add(0, sku="sku-s")
     s.purchase(1, ("sku-s", 1, 20.0))
-    assert "cust-1" not in s.pipeline.holders.get("sku-s", {})
+    assert "cust-1" not in s.pipeline.holders.holders("sku-s")
 
 
 def test_erasure_reaches_a_session_the_customer_logged_out_of() -> None:

@@ -51,3 +51,30 @@ def test_a_message_sent_outside_an_input_is_never_dropped() -> None:
     tick = unpack(pack(9.0, "", Tick(9.0)))
     assert first_delivery(received, tick) and first_delivery(received, tick)
     assert received == {}
+
+
+def test_a_bundle_carries_its_envelopes_in_order() -> None:
+    from tactful.adapters.wire import bundle, envelope, unpack_all
+
+    for n in (0, 1, 15, 16, 300, 70_000):  # each msgpack array header size
+        parts = [envelope(float(i), str(i), Tick(float(i)), "tactful.consent:0", 9, i)
+                 for i in range(n)]
+        got = unpack_all(bundle(parts))
+        assert [(e.ts, e.seq, e.index) for e in got] == [(float(i), str(i), i) for i in range(n)]
+
+
+def test_a_single_envelope_as_earlier_workers_wrote_it_is_a_bundle_of_one() -> None:
+    from tactful.adapters.wire import unpack_all
+
+    got = unpack_all(pack(2.0, "7", Watermark("sku:1", 2.0), "tactful.inventory:1", 4, 0))
+    assert [(e.body, e.offset) for e in got] == [(Watermark("sku:1", 2.0), 4)]
+
+
+def test_bytes_no_worker_wrote_are_refused() -> None:
+    import pytest
+
+    from tactful.adapters.wire import unpack_all
+
+    for junk in (b"", b"\xc1", b'{"a": 1}', msgspec.msgpack.encode([[1, 2]])):
+        with pytest.raises(msgspec.DecodeError):
+            unpack_all(junk)

@@ -7,8 +7,6 @@ messages over internal topics.
 
 from __future__ import annotations
 
-import heapq
-
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
 from tactful.core.events import (
     ConsentEvents,
@@ -27,6 +25,7 @@ from tactful.core.messages import (
     SessionFact,
     SkuSignal,
 )
+from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState
 
 __all__ = ["ConsentEvents", "Pipeline"]
@@ -38,17 +37,17 @@ class Pipeline:
         self.sessions: dict[str, SessionState] = {}
         self.customers: dict[str, CustomerState] = {}
         self.skus: dict[str, SkuState] = {}
-        self.holders: dict[str, dict[str, None]] = {}  # sku -> customers holding it
+        self.holders = HolderIndex()
         self.erasures: dict[str, ErasureMark] = {}  # erasure_key -> mark
         self.clock = float("-inf")
-        self._timers: list[tuple[float, str, str]] = []
-        self._scheduled: dict[tuple[str, str], float] = {}
+        self.timers: TimerIndex[tuple[str, str]] = TimerIndex()
 
     def feed(self, event: Event, out: Outbox, t: float | None = None) -> None:
         """Apply one event: first fire everything due by its timestamp (``t``, if known)."""
         if t is None:
             t = event.ts.timestamp()
-        if self._timers and self._timers[0][0] <= t:
+        first = self.timers.next_time()
+        if first is not None and first <= t:
             self.advance(t, out)
         elif t > self.clock:
             self.clock = t
@@ -63,25 +62,7 @@ class Pipeline:
 
     def advance(self, now: float, out: Outbox) -> None:
         """Move the clock to ``now`` (never back), firing due triggers in time order."""
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            due, scope, key = heapq.heappop(timers)
-            if self._scheduled.get((scope, key)) != due:
-                continue  # superseded by an earlier entry
-            del self._scheduled[(scope, key)]
-            state: SessionState | CustomerState | None = (
-                self.customers.get(key) if scope == CUSTOMER else self.sessions.get(key)
-            )
-            if state is None:
-                continue
-            actual = self.engine.next_due(state)
-            if actual is None:
-                continue
-            if actual > due:
-                # Entries are only added when a due time moves earlier; a later one is
-                # found here, when the old entry comes up, and queued again.
-                self._schedule(scope, key, actual)
-                continue
+        for due, (_, key), state in self.timers.due(now, self._state, self.engine.next_due):
             self.clock = max(self.clock, due)
             if isinstance(state, CustomerState):
                 self.engine.advance_customer(state, due, out)
@@ -91,6 +72,10 @@ class Pipeline:
                 self._store_session(key, kept)
             self._drain(due, out)
         self.clock = max(self.clock, now)
+
+    def _state(self, entry: tuple[str, str]) -> CustomerState | SessionState | None:
+        scope, key = entry
+        return self.customers.get(key) if scope == CUSTOMER else self.sessions.get(key)
 
     def _drain(self, t: float, out: Outbox) -> None:
         internal = out.internal
@@ -102,20 +87,14 @@ class Pipeline:
                 self._customer(key, msg, t, out)
             elif scope == HOLDERS:
                 assert isinstance(msg, SkuSignal)
-                for customer_id in list(self.holders.get(key, ())):
+                for customer_id in self.holders.holders(key):
                     self._customer(customer_id, msg, t, out)
             elif scope == ERASED:
                 assert isinstance(msg, ErasureMark)
                 self.erasures[key] = msg
             elif scope == INDEX:
                 assert isinstance(msg, CartIndex)
-                holders = self.holders.setdefault(key, {})
-                if msg.holding:
-                    holders[msg.customer_id] = None
-                else:
-                    holders.pop(msg.customer_id, None)
-                    if not holders:
-                        del self.holders[key]
+                self.holders.apply(msg)
             else:
                 assert isinstance(msg, EraseSession)
                 self._session(key, msg, t, out)
@@ -132,7 +111,7 @@ class Pipeline:
     def _store_session(self, key: str, state: SessionState | None) -> None:
         if state is None:
             self.sessions.pop(key, None)
-            self._scheduled.pop((SESSION, key), None)
+            self.timers.forget((SESSION, key))
         else:
             self.sessions[key] = state
             self._reschedule(SESSION, key, state)
@@ -143,12 +122,12 @@ class Pipeline:
         kept = self.engine.on_customer(state, msg, t, out, mark)
         if kept is None:
             self.customers.pop(key, None)
-            self._scheduled.pop((CUSTOMER, key), None)
+            self.timers.forget((CUSTOMER, key))
         else:
             self.customers[key] = kept
             # Only shopper activity can bring a due time earlier; the rest only ends triggers.
             active = isinstance(msg, SessionFact | AdoptSession)
-            if active or (CUSTOMER, key) not in self._scheduled:
+            if active or (CUSTOMER, key) not in self.timers:
                 self._reschedule(CUSTOMER, key, kept)
 
     def _mark(self, scope: str, key: str, now: float) -> ErasureMark | None:
@@ -159,20 +138,6 @@ class Pipeline:
         self.skus[key] = self.engine.on_sku(self.skus.get(key), msg, t, out)
 
     def _reschedule(self, scope: str, key: str, state: SessionState | CustomerState) -> None:
-        if (
-            scope == SESSION
-            and not state.carts
-            and not state.views
-            and (scope, key) in self._scheduled
-        ):
+        if scope == SESSION and not state.carts and not state.views and (scope, key) in self.timers:
             return  # only its expiry, which never moves earlier
-        due = self.engine.next_due(state)
-        if due is None:
-            return  # a stale entry, if any, is dropped when it comes up
-        scheduled = self._scheduled.get((scope, key))
-        if scheduled is None or due < scheduled:
-            self._schedule(scope, key, due)
-
-    def _schedule(self, scope: str, key: str, due: float) -> None:
-        self._scheduled[(scope, key)] = due
-        heapq.heappush(self._timers, (due, scope, key))
+        self.timers.schedule((scope, key), self.engine.next_due(state))

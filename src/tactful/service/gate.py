@@ -48,7 +48,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 
 from faust.exceptions import ProducerSendError
-from faust.streams import current_event
+from faust.streams import _current_event, current_event
 from faust.tables.table import Table
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
@@ -69,6 +69,21 @@ PLAIN_COMMIT_TIMEOUT = 10.0  # seconds; a commit takes milliseconds
 async def publish_message(fut: FutureMessage) -> Any:
     """Hand a held record to the producer (into its accumulator, or its transaction)."""
     return await fut.message.channel.publish_message(fut, wait=False)
+
+
+@contextlib.contextmanager
+def event_context(event: Any) -> Any:
+    """Make ``event`` Faust's current event while a batch's records of one partition are
+    processed: table writes then go to that partition's changelog and are held by the
+    gate under that event's offset, and (exactly-once) sends join that partition's
+    transaction. Faust sets it per event only in its own stream iterator."""
+    import weakref
+
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield event
+    finally:
+        _current_event.reset(token)
 
 
 ABSENT: Any = object()  # the key had no value (its undo is a delete)

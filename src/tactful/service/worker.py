@@ -34,7 +34,7 @@ import itertools
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +42,6 @@ from typing import Any
 
 import msgspec
 from aiokafka.partitioner import murmur2
-from faust.streams import current_event
 from mode import CrashingSupervisor
 
 from tactful.adapters.codec import (
@@ -60,9 +59,11 @@ from tactful.adapters.wire import (
     Forwarded,
     Tick,
     Watermark,
+    bundle,
+    envelope,
     first_delivery,
-    pack,
     unpack,
+    unpack_all,
 )
 from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
 from tactful.core.errors import AgentFailure, BadEvent
@@ -82,9 +83,10 @@ from tactful.core.messages import (
     SkuSignal,
 )
 from tactful.core.policy import Policy
+from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.app import TactfulApp, bytes_table, create_app
-from tactful.service.gate import forget_uncommitted_state
+from tactful.service.gate import event_context, forget_uncommitted_state
 from tactful.service.settings import Settings, erasure_keys
 
 log = logging.getLogger("tactful.worker")
@@ -151,32 +153,6 @@ def seq_key(seq: str) -> tuple[int, ...]:
 
 
 @dataclass
-class Timers:
-    """Per-partition due times of the keys of one table (derived; rebuilt on assignment)."""
-
-    heap: list[tuple[float, str]] = field(default_factory=list)
-    scheduled: dict[str, float] = field(default_factory=dict)
-
-    def schedule(self, key: str, due: float | None) -> None:
-        if due is None:
-            return
-        known = self.scheduled.get(key)
-        if known is None or due < known:
-            self.scheduled[key] = due
-            heapq.heappush(self.heap, (due, key))
-
-    def pop_due(self, now: float) -> tuple[float, str] | None:
-        """The earliest key due by ``now``, or None. Callers loop: firing one key may
-        schedule another due time that is also past ``now``."""
-        while self.heap and self.heap[0][0] <= now:
-            due, key = heapq.heappop(self.heap)
-            if self.scheduled.get(key) == due:
-                del self.scheduled[key]
-                return due, key
-        return None
-
-
-@dataclass
 class Pending:
     """A customer-side input waiting for the watermark (stream clock).
 
@@ -212,8 +188,122 @@ class SavedClock(msgspec.Struct, array_like=True):
     received: dict[str, tuple[int, int]]
 
 
+class StateCache:
+    """One table's keys as a unit of work sees them: each read from the table and
+    decoded once, each written back once at the end (Kafka Streams' record cache).
+
+    After every successful step the key's new value is encoded at once (``save``): that
+    encoding is what ``write`` stores, and what ``rollback`` goes back to when the engine
+    fails on the next input of the same key (its changes were made to the live object).
+    """
+
+    __slots__ = ("cls", "entries", "table", "write_value")
+
+    def __init__(self, table: Any, cls: type[Any],
+                 write_value: Callable[[Any, bytes, bytes | None], None]) -> None:
+        self.table, self.cls, self.write_value = table, cls, write_value
+        # key -> [live state or None, its encoding or None (absent), changed?]
+        self.entries: dict[str, list[Any]] = {}
+
+    def load(self, key: str) -> Any:
+        entry = self.entries.get(key)
+        if entry is not None:
+            return entry[0]
+        raw: bytes | None = self.table.get(key.encode())
+        state = None if raw is None else decode_state(self.cls, raw)
+        self.entries[key] = [state, raw, False]
+        return state
+
+    def save(self, key: str, state: Any) -> None:
+        """The key's state after a successful step (None: delete it). Loaded first."""
+        entry = self.entries[key]
+        entry[0] = state
+        entry[1] = None if state is None else encode_state(state)
+        entry[2] = True
+
+    def rollback(self, key: str) -> None:
+        """Back to the value of the last successful step (or of the table)."""
+        entry = self.entries.get(key)
+        if entry is not None:
+            raw = entry[1]
+            entry[0] = None if raw is None else decode_state(self.cls, raw)
+
+    def write(self) -> int:
+        """Every changed key to the table, once; returns how many."""
+        written = 0
+        for key, (_, raw, changed) in self.entries.items():
+            if changed:
+                self.write_value(self.table, key.encode(), raw)
+                written += 1
+        self.entries.clear()
+        return written
+
+
+MAX_BUNDLE_BYTES = 512 * 1024  # well under Kafka's default 1 MiB record limit
+
+
+class Unit:
+    """The records of one topic-partition in a batch, processed as one: what they send
+    goes out at the end in one record per destination partition (``wire.bundle``), what
+    they change is written once per key, and they are acked together."""
+
+    __slots__ = ("bundles", "caches", "clocks", "decisions", "events", "index", "intents",
+                 "offset", "origin", "partition", "pending", "record", "topic")
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        message = events[0].message
+        self.topic: str = message.topic
+        self.partition: int = message.partition
+        self.origin = f"{self.topic}:{self.partition}"
+        self.record: Any = message  # the record in hand
+        self.offset = -1
+        self.index = 0
+        self.intents: list[tuple[bytes, bytes]] = []
+        self.decisions: list[tuple[bytes, bytes]] = []
+        # (topic, partition) -> envelopes, each list a bundle of at most MAX_BUNDLE_BYTES
+        self.bundles: dict[tuple[str, int], list[list[bytes]]] = {}
+        self.caches: dict[str, StateCache] = {}
+        self.clocks: dict[tuple[str, int], PartitionClock] = {}  # changed: saved at the end
+        self.pending: dict[bytes, bytes | None] = {}  # stream clock: waiting-input writes
+
+    def begin(self, record: Any) -> None:
+        self.record = record
+        self.offset = record.offset
+        self.index = 0
+
+    def position(self) -> tuple[str, int, int]:
+        """Where the next internal message comes from: the record in hand and the
+        message's index among those it sent (see ``wire.first_delivery``)."""
+        index = self.index
+        self.index = index + 1
+        return self.origin, self.offset, index
+
+    def send(self, topic: str, partition: int, data: bytes) -> None:
+        chunks = self.bundles.get((topic, partition))
+        if chunks is None:
+            chunks = self.bundles[(topic, partition)] = [[]]
+        chunk = chunks[-1]
+        if chunk and sum(map(len, chunk)) + len(data) > MAX_BUNDLE_BYTES:
+            chunk = []
+            chunks.append(chunk)
+        chunk.append(data)
+
+
+def _by_partition(events: list[Any]) -> list[list[Any]]:
+    """A batch's events by topic-partition, each in offset order, in order of arrival."""
+    groups: dict[Any, list[Any]] = {}
+    for event in events:
+        groups.setdefault(event.message.tp, []).append(event)
+    return list(groups.values())
+
+
 class Worker:
     """Builds the Faust app and holds what the agents share."""
+
+    # A batch: at most this many records, or what arrived within this many seconds.
+    batch_max = 500
+    batch_within = 0.01
 
     def __init__(self, settings: Settings, policy: Policy, app: TactfulApp | None = None) -> None:
         self.settings = settings
@@ -230,6 +320,7 @@ class Worker:
             name: app_.topic(t(name), partitions=self.partitions, key_type=bytes, value_type=bytes)
             for name in INPUT_TOPICS + INTERNAL_TOPICS + OUTPUT_TOPICS
         }
+        self.names = {name: t(name) for name in INPUT_TOPICS + INTERNAL_TOPICS + OUTPUT_TOPICS}
         if app_.state_transactions is not None:
             app_.state_transactions.sources = frozenset(
                 t(name) for name in INPUT_TOPICS + INTERNAL_TOPICS)
@@ -241,12 +332,10 @@ class Worker:
         self.erasures = bytes_table(app_, "erasures", self.partitions)
         # Stream clock: customer-side inputs waiting for the watermark, by partition.
         self.pending = bytes_table(app_, "pending", self.partitions)
-        self.timers: dict[tuple[str, int], Timers] = {}
-        self.holders: dict[int, dict[str, dict[str, None]]] = {}
+        self.timers: dict[tuple[str, int], TimerIndex[str]] = {}
+        self.holders: dict[int, HolderIndex] = {}
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
         self._order = itertools.count()
-        # origin ("topic:partition") -> (offset of the input in hand, next message index)
-        self._emits: dict[str, tuple[int, int]] = {}
         self._register()
 
     # ----------------------------------------------------------------- wiring
@@ -265,7 +354,7 @@ class Worker:
         return specs
 
     def _register(self) -> None:
-        app, topics = self.app, self.topics
+        app = self.app
         session_stream = app.topic(
             self.settings.topic("storefront"), self.settings.topic("session-events"),
             key_type=bytes, value_type=bytes,
@@ -282,23 +371,17 @@ class Worker:
         @app.agent(session_stream, name="tactful.sessions",
                    supervisor_strategy=CrashingSupervisor)
         async def sessions_agent(stream: Any) -> None:
-            async for event in stream.events():
-                async with self._event("sessions"):
-                    await self.on_session_record(event.message)
+            await self._batches(stream, "sessions", self.on_session_record)
 
         @app.agent(sku_stream, name="tactful.skus",
                    supervisor_strategy=CrashingSupervisor)
         async def skus_agent(stream: Any) -> None:
-            async for event in stream.events():
-                async with self._event("skus"):
-                    await self.on_sku_record(event.message)
+            await self._batches(stream, "skus", self.on_sku_record)
 
         @app.agent(customer_stream, name="tactful.customers",
                    supervisor_strategy=CrashingSupervisor)
         async def customers_agent(stream: Any) -> None:
-            async for event in stream.events():
-                async with self._event("customers"):
-                    await self.on_customer_record(event)
+            await self._batches(stream, "customers", self.on_customer_record)
 
         @app.timer(interval=self.settings.tick_seconds)  # type: ignore[untyped-decorator]
         async def tick() -> None:
@@ -311,11 +394,25 @@ class Worker:
         app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
 
         self._agents = (sessions_agent, skus_agent, customers_agent, tick, revoked)
-        del topics
+
+    async def _batches(self, stream: Any, agent: str,
+                       handle: Callable[[Unit, Any], Awaitable[None]]) -> None:
+        """The agent's loop: a batch of records at a time, one unit per topic-partition."""
+        async for events in stream.take_events(self.batch_max, within=self.batch_within):
+            async with self._batch(agent):
+                for group in _by_partition(events):
+                    unit = Unit(group)
+                    with event_context(group[-1]):
+                        for event in group:
+                            unit.begin(event.message)
+                            await handle(unit, event.message)
+                        await self._finish(unit)
+                for event in events:  # inside the barrier: a commit takes all or none
+                    await stream.ack(event)
 
     @asynccontextmanager
-    async def _event(self, agent: str) -> AsyncIterator[None]:
-        """One input record's work: failing fast, and (exactly-once) never split by a commit."""
+    async def _batch(self, agent: str) -> AsyncIterator[None]:
+        """One batch's work: failing fast, and (exactly-once) never split by a commit."""
         barrier = self.app.commit_barrier
         if barrier is None:
             with fail_fast(agent):
@@ -356,9 +453,6 @@ class Worker:
             del self.partition_clocks[key]
         for p in partitions:
             self.holders.pop(p, None)
-        # An input processed again numbers its messages from 0 again.
-        for origin in [o for o in self._emits if int(o.rsplit(":", 1)[1]) in partitions]:
-            del self._emits[origin]
 
     async def send_ticks(self) -> None:
         """A ``Tick`` to each internal partition this worker owns. Ticks are not state:
@@ -370,81 +464,75 @@ class Worker:
             assignment = self.app.consumer.assignment()
         except (AttributeError, RuntimeError):
             return
-        value = pack(now, "", Tick(now))
+        value = bundle([envelope(now, "", Tick(now))])
         for tp in sorted(assignment):
             if tp.topic in internal:
                 await self.app.producer.send(tp.topic, None, value, tp.partition, None, None)
 
     # ------------------------------------------------------------ output path
 
-    def _position(self) -> tuple[str, int, int]:
-        """Where the next internal message comes from: the input in hand and the
-        message's index among those it sent (see ``wire.first_delivery``)."""
-        event = current_event()
-        if event is None:
-            return "", -1, -1
-        message = event.message
-        origin = f"{message.topic}:{message.partition}"
-        offset, index = self._emits.get(origin, (-1, 0))
-        if offset != message.offset:
-            index = 0
-        self._emits[origin] = (message.offset, index + 1)
-        return origin, message.offset, index
-
-    def _first_delivery(self, scope: str, p: int, envelope: Envelope) -> bool:
+    def _first_delivery(self, scope: str, p: int, envelope_: Envelope, u: Unit) -> bool:
         """False for an internal message this partition has taken already (its sender
         processed an input again after a crash or a rebalance)."""
-        if not envelope.origin:
+        if not envelope_.origin:
             return True
         clock = self._clock(scope, p)
-        if not first_delivery(clock.received, envelope):
+        if not first_delivery(clock.received, envelope_):
             return False
-        self._save_clock(scope, p, clock)  # with the state it leads to, in one commit
+        u.clocks[(scope, p)] = clock  # saved with the state it leads to, in one commit
         return True
 
-    async def flush(self, out: Outbox, ts: float, seq: str, partition: int) -> None:
+    def _collect(self, out: Outbox, ts: float, seq: str, u: Unit) -> None:
+        """A successful step's outputs into the unit; its local messages applied now."""
         for key, intent in out.intents:
-            await self.topics["intents"].send(key=key.encode(), value=encode(intent))
+            u.intents.append((key.encode(), encode(intent)))
         for key, decision in out.decisions:
-            await self.topics["decisions"].send(key=key.encode(), value=encode(decision))
-        local: list[tuple[str, str, object]] = []
+            u.decisions.append((key.encode(), encode(decision)))
+        n = self.partitions
         for scope, key, msg in out.internal:
-            if scope in (ERASED, INDEX):
-                local.append((scope, key, msg))  # state: written after every send below
-            elif scope == CUSTOMER:
-                await self.topics["customer-events"].send(
-                    key=key.encode(),
-                    value=pack(ts, seq, msg, *self._position()),  # type: ignore[arg-type]
-                )
-            elif scope == SESSION:
-                await self.topics["session-events"].send(
-                    key=key.encode(),
-                    value=pack(ts, seq, msg, *self._position()),  # type: ignore[arg-type]
-                )
-            elif scope == HOLDERS:
-                data = pack(ts, seq, msg, *self._position())  # type: ignore[arg-type]
-                for p in range(self.partitions):
-                    await self.topics["customer-events"].send(
-                        key=key.encode(), value=data, partition=p
-                    )
-        for scope, key, msg in local:
             if scope == ERASED:
                 assert isinstance(msg, ErasureMark)
                 self.erasures[key.encode()] = msgspec.msgpack.encode(msg)
             elif scope == INDEX:
                 assert isinstance(msg, CartIndex)
-                holders = self._holders(partition)
-                if msg.holding:
-                    holders.setdefault(key, {})[msg.customer_id] = None
-                else:
-                    held = holders.get(key)
-                    if held is not None:
-                        held.pop(msg.customer_id, None)
-                        if not held:
-                            del holders[key]
+                self._holders(u.partition).apply(msg)
+            elif scope == HOLDERS:
+                data = envelope(ts, seq, msg, *u.position())  # type: ignore[arg-type]
+                name = self.names["customer-events"]
+                for p in range(n):
+                    u.send(name, p, data)
+            else:
+                name = self.names["customer-events" if scope == CUSTOMER else "session-events"]
+                data = envelope(ts, seq, msg, *u.position())  # type: ignore[arg-type]
+                u.send(name, partition_of(key.encode(), n), data)
         out.clear()
 
-    async def _inputs(self, message: Any) -> tuple[float | None, list[tuple[Event, float, str]]]:
+    async def _finish(self, u: Unit) -> None:
+        """The unit's state, then its outputs and bundles. The state's changelog records
+        wait at the gate until the outputs are delivered (at least once) or go in the
+        same transaction (exactly-once), so writing it first costs no guarantee, and a
+        store that fails stops the worker before anything of the unit is sent."""
+        for cache in u.caches.values():
+            cache.write()
+        for waiting, raw in u.pending.items():
+            if raw is not None:
+                self.pending[waiting] = raw
+            elif waiting in self.pending:
+                del self.pending[waiting]
+        for (scope, p), clock in u.clocks.items():
+            self._save_clock(scope, p, clock)
+        intents, decisions = self.topics["intents"], self.topics["decisions"]
+        for key, value in u.intents:
+            await intents.send(key=key, value=value)
+        for key, value in u.decisions:
+            await decisions.send(key=key, value=value)
+        for (name, p), chunks in u.bundles.items():
+            topic = self.topics[name[len(self.settings.topic_prefix):]]
+            for chunk in chunks:
+                await topic.send(key=None, value=bundle(chunk), partition=p)
+
+    async def _inputs(self, message: Any, u: Unit
+                      ) -> tuple[float | None, list[tuple[Event, float, str]]]:
         """An input-topic record: its clock marker's time, or its valid events with their
         time and sequence (``LINE`` or ``LINE.INDEX``); bad elements are dead-lettered."""
         value = message.value or b""
@@ -478,63 +566,83 @@ class Worker:
             own_key = own.encode()
             target = keyed if own_key == key else partition_of(own_key, self.partitions)
             if target != message.partition:
-                await self._forward(short, own_key, target, item, t, item_seq)
+                self._forward(short, target, item, t, item_seq, u)
                 continue
             events.append((item, t, item_seq))
         return None, events
 
-    async def _forward(self, short: str, key: bytes, partition: int | None, item: Event,
-                       t: float, seq: str) -> None:
+    def _forward(self, short: str, partition: int | None, item: Event, t: float, seq: str,
+                 u: Unit) -> None:
         """An event to the partition its id is kept in, through its scope's internal topic:
         in order (one origin, one target partition), never dropped, and a repeat after a
         crash is dropped by the receiver as every internal message is."""
-        value = pack(t, seq, Forwarded(msgspec.json.encode(item)), *self._position())
-        await self.topics[FORWARD_TOPIC[short]].send(key=key, value=value, partition=partition)
+        data = envelope(t, seq, Forwarded(msgspec.json.encode(item)), *u.position())
+        if partition is None:  # a keyless record: placed by the event's own id
+            partition = partition_of(getattr(item, TOPIC_KEY_FIELD[short]).encode(),
+                                     self.partitions)
+        u.send(self.names[FORWARD_TOPIC[short]], partition, data)
 
-    def _forwarded(self, scope: str, p: int, envelope: Envelope) -> Event | None:
+    def _forwarded(self, scope: str, p: int, envelope_: Envelope, u: Unit) -> Event | None:
         """The event a ``Forwarded`` message carries, on its first delivery here."""
-        assert isinstance(envelope.body, Forwarded)
-        if not self._first_delivery(scope, p, envelope):
+        assert isinstance(envelope_.body, Forwarded)
+        if not self._first_delivery(scope, p, envelope_, u):
             return None
         try:
-            return decode_event(envelope.body.event)
+            return decode_event(envelope_.body.event)
         except BadEvent:  # it was valid where it came from: a record no worker wrote
             log.warning("dropped an undecodable forwarded event", extra={"scope": scope})
             return None
 
-    async def _poisoned(self, scope: str, item: object, exc: Exception) -> None:
+    def _envelopes(self, message: Any) -> list[Envelope]:
+        try:
+            return unpack_all(message.value)
+        except msgspec.DecodeError:
+            log.warning("dropped an undecodable internal message", extra={"topic": message.topic})
+            return []
+
+    async def _poisoned(self, scope: str, item: object, exc: Exception, u: Unit) -> None:
         """An input the engine failed on (a bug met by this input, a poison pill): it is
         dead-lettered as ``processing_error`` and the worker goes on. Its key keeps the
-        state it had (the engine's changes live in a copy decoded from the table, and its
-        outputs are dropped). The original is the input as decoded: JSON for an event,
-        msgpack for a message between scopes; the coordinates are those of the record
-        in hand (under the stream clock, the one whose arrival released the input)."""
+        state of its last good step (``StateCache.rollback``), and the step's outputs are
+        dropped. The original is the input as decoded: JSON for an event, msgpack for a
+        message between scopes; the coordinates are those of the record in hand (under
+        the stream clock, the one whose arrival released the input)."""
         _log_engine_error("an input failed in the engine: dead-lettered, the worker goes on",
                           scope, exc)
         original = (msgspec.json.encode(item) if isinstance(item, Event)
                     else msgspec.msgpack.encode(item))
         rejected = Rejected(f"processing_error: {type(exc).__name__}", original)
-        event = current_event()
-        if event is None:
-            await self.topics["deadletter"].send(
-                key=None, value=dead_letter(rejected, "", None, None))
-            return
-        await self.dead_letter(event.message, rejected)
+        await self.dead_letter(u.record, rejected)
 
     async def dead_letter(self, message: Any, rejected: Rejected) -> None:
         record = dead_letter(rejected, message.topic, message.partition, message.offset)
         await self.topics["deadletter"].send(key=message.key, value=record)
 
-    async def _watermark(self, source: str, ts: float) -> None:
-        data = pack(ts, "", Watermark(source, ts))
+    def _watermark(self, source: str, ts: float, u: Unit) -> None:
+        """To every customer partition, behind what the unit sent there before it."""
+        data = envelope(ts, "", Watermark(source, ts))
+        name = self.names["customer-events"]
         for p in range(self.partitions):
-            await self.topics["customer-events"].send(key=None, value=data, partition=p)
+            u.send(name, p, data)
 
     # ---------------------------------------------------------- state access
 
-    def _load(self, table: Any, cls: type[Any], key: str) -> Any:
-        raw = table.get(key.encode())
-        return None if raw is None else decode_state(cls, raw)
+    def _cache(self, u: Unit, name: str) -> StateCache:
+        cache = u.caches.get(name)
+        if cache is None:
+            table, cls = {SESSION: (self.sessions, SessionState),
+                          CUSTOMER: (self.customers, CustomerState),
+                          "sku": (self.skus, SkuState)}[name]
+            cache = u.caches[name] = StateCache(table, cls, self._write)
+        return cache
+
+    @staticmethod
+    def _write(table: Any, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            if key in table:
+                del table[key]  # a tombstone in the changelog
+        else:
+            table[key] = value
 
     def _mark(self, scope: str, key: str, now: float) -> ErasureMark | None:
         """The erasure mark of ``key`` (a customer or session id), if any. One past the
@@ -551,18 +659,12 @@ class Worker:
 
         return self.engine.live_mark(scope, key, now, get, forget)
 
-    def _store(self, table: Any, key: str, state: Any) -> None:
-        if state is None:
-            if key.encode() in table:
-                del table[key.encode()]  # a tombstone in the changelog
-        else:
-            table[key.encode()] = encode_state(state)
-
-    def _timers(self, scope: str, partition: int) -> Timers:
-        """The partition's timer index, built from the table on first use after assignment."""
+    def _timers(self, scope: str, partition: int) -> TimerIndex[str]:
+        """The partition's timer index, built from the table on first use after assignment
+        (before the unit that uses it changes any key of the partition)."""
         found = self.timers.get((scope, partition))
         if found is None:
-            found = self.timers[(scope, partition)] = Timers()
+            found = self.timers[(scope, partition)] = TimerIndex()
             table = self.sessions if scope == SESSION else self.customers
             holders = self._holders(partition) if scope == CUSTOMER else None
             for raw_key in list(table.keys()):
@@ -576,13 +678,13 @@ class Worker:
                 customer = decode_state(CustomerState, table[raw_key])
                 found.schedule(key, self.engine.next_due(customer))
                 for sku in self.engine.held_skus(customer):
-                    holders.setdefault(sku, {})[key] = None
+                    holders.add(sku, key)
         return found
 
-    def _holders(self, partition: int) -> dict[str, dict[str, None]]:
+    def _holders(self, partition: int) -> HolderIndex:
         found = self.holders.get(partition)
         if found is None:
-            found = self.holders[partition] = {}
+            found = self.holders[partition] = HolderIndex()
             self._timers(CUSTOMER, partition)  # fills the index from the table
         return found
 
@@ -610,67 +712,19 @@ class Worker:
         saved = SavedClock(clock.clock, clock.sources, clock.received)
         self.clocks[f"{scope}:{partition}".encode()] = msgspec.msgpack.encode(saved)
 
-    # ------------------------------------------------------------- sessions
+    # --------------------------------------------------------------- timers
 
-    async def on_session_record(self, message: Any) -> None:
-        p = message.partition
-        if message.topic == self.settings.topic("storefront"):
-            marker, events = await self._inputs(message)
-            if marker is not None:
-                if self.stream_clock:
-                    await self._session_time(p, marker)
-                    # Saved at once: a new owner after a rebalance must not lose the marker.
-                    self._save_clock(SESSION, p, self._clock(SESSION, p))
-                    await self._watermark(f"session:{p}", self._clock(SESSION, p).clock)
-                return
-            for item, t, item_seq in events:
-                assert isinstance(item, StorefrontEvent)
-                if self.stream_clock:
-                    await self._session_time(p, t)
-                await self._apply_session(p, item.session_id, item, t, item_seq)
-            return
-        try:
-            envelope = unpack(message.value)
-        except msgspec.DecodeError:
-            log.warning("dropped an undecodable internal message", extra={"topic": message.topic})
-            return
-        body = envelope.body
-        if isinstance(body, Tick):
-            clock = self._clock(SESSION, p)
-            if self.stream_clock:
-                await self._watermark(f"session:{p}", clock.clock)
-                self._save_clock(SESSION, p, clock)
-            else:
-                await self._session_time(p, body.now)
-        elif isinstance(body, EraseSession) and self._first_delivery(SESSION, p, envelope):
-            await self._apply_session(p, body.session_id, body, envelope.ts, envelope.seq)
-        elif isinstance(body, Forwarded):
-            event = self._forwarded(SESSION, p, envelope)
-            if isinstance(event, StorefrontEvent):
-                if self.stream_clock:
-                    await self._session_time(p, envelope.ts)
-                await self._apply_session(p, event.session_id, event, envelope.ts,
-                                          envelope.seq)
-
-    async def _session_time(self, p: int, now: float) -> None:
-        await self._fire_due(SESSION, p, now)
-
-    async def _fire_due(self, scope: str, p: int, now: float) -> None:
+    async def _fire_due(self, scope: str, p: int, now: float, u: Unit) -> None:
         """Move the partition's clock to ``now`` and advance every key due by then."""
         clock = self._clock(scope, p)
         clock.clock = max(clock.clock, now)
         timers = self._timers(scope, p)
-        table = self.sessions if scope == SESSION else self.customers
-        out = Outbox()
-        while (entry := timers.pop_due(now)) is not None:
-            due, key = entry
-            state = self._load(table, SessionState if scope == SESSION else CustomerState, key)
-            if state is None:
-                continue
-            actual = self.engine.next_due(state)
-            if actual is not None and actual > due:
-                timers.schedule(key, actual)  # moved later since it was queued
-                continue
+        first = timers.next_time()
+        if first is None or first > now:
+            return
+        cache = self._cache(u, scope)
+        for due, key, state in timers.due(now, cache.load, self.engine.next_due):
+            out = Outbox()
             kept: SessionState | CustomerState | None
             try:
                 if isinstance(state, SessionState):
@@ -678,94 +732,130 @@ class Worker:
                 else:
                     kept = self.engine.advance_customer(state, due, out)
             except Exception as exc:  # the engine is pure: its error is this key's, not ours
-                # No input to dead-letter: the key keeps its stored state and waits for
-                # its next input (which reschedules it); the other keys go on.
+                # No input to dead-letter: the key keeps its state and waits for its next
+                # input (which reschedules it); the other keys go on.
                 _log_engine_error("a timer failed: the key's triggers wait for its next "
                                   "input", scope, exc)
-                out = Outbox()
+                cache.rollback(key)
                 continue
-            await self.flush(out, due, "", p)  # outputs before state (see gate)
-            self._store(table, key, kept)
+            self._collect(out, due, "", u)
+            cache.save(key, kept)
             if kept is not None:
                 timers.schedule(key, self.engine.next_due(kept))
 
-    async def _apply_session(
-        self, p: int, key: str, msg: Any, t: float, seq: str
-    ) -> None:
-        out = Outbox()
-        state = self._load(self.sessions, SessionState, key)
+    # ------------------------------------------------------------- sessions
+
+    async def on_session_record(self, u: Unit, message: Any) -> None:
+        p = message.partition
+        if message.topic == self.names["storefront"]:
+            marker, events = await self._inputs(message, u)
+            if marker is not None:
+                if self.stream_clock:
+                    await self._fire_due(SESSION, p, marker, u)
+                    # Saved with the unit: a new owner after a rebalance must not lose it.
+                    clock = u.clocks[(SESSION, p)] = self._clock(SESSION, p)
+                    self._watermark(f"session:{p}", clock.clock, u)
+                return
+            for item, t, item_seq in events:
+                assert isinstance(item, StorefrontEvent)
+                if self.stream_clock:
+                    await self._fire_due(SESSION, p, t, u)
+                await self._apply_session(p, item.session_id, item, t, item_seq, u)
+            return
+        for env in self._envelopes(message):
+            body = env.body
+            if isinstance(body, Tick):
+                clock = self._clock(SESSION, p)
+                if self.stream_clock:
+                    self._watermark(f"session:{p}", clock.clock, u)
+                    u.clocks[(SESSION, p)] = clock
+                else:
+                    await self._fire_due(SESSION, p, body.now, u)
+            elif isinstance(body, EraseSession) and self._first_delivery(SESSION, p, env, u):
+                await self._apply_session(p, body.session_id, body, env.ts, env.seq, u)
+            elif isinstance(body, Forwarded):
+                event = self._forwarded(SESSION, p, env, u)
+                if isinstance(event, StorefrontEvent):
+                    if self.stream_clock:
+                        await self._fire_due(SESSION, p, env.ts, u)
+                    await self._apply_session(p, event.session_id, event, env.ts, env.seq, u)
+
+    async def _apply_session(self, p: int, key: str, msg: Any, t: float, seq: str,
+                             u: Unit) -> None:
+        cache = self._cache(u, SESSION)
+        timers = self._timers(SESSION, p)
+        state = cache.load(key)
         mark = self._mark("session", key, t) if state is None else None
+        out = Outbox()
         try:
             kept = self.engine.on_session(state, msg, t, out, mark)
         except Exception as exc:  # the engine is pure: its error is this input's
-            await self._poisoned(SESSION, msg, exc)
+            cache.rollback(key)
+            await self._poisoned(SESSION, msg, exc, u)
             return
-        await self.flush(out, t, seq, p)  # outputs before state (see gate)
-        self._store(self.sessions, key, kept)
-        if kept is not None:
-            self._timers(SESSION, p).schedule(key, self.engine.next_due(kept))
+        self._collect(out, t, seq, u)
+        cache.save(key, kept)
+        if kept is None:
+            timers.forget(key)
+        elif kept.carts or kept.views or key not in timers:
+            timers.schedule(key, self.engine.next_due(kept))
+        # else: only its expiry is pending, and that never moves earlier
 
     # ----------------------------------------------------------------- skus
 
-    async def on_sku_record(self, message: Any) -> None:
+    async def on_sku_record(self, u: Unit, message: Any) -> None:
         p = message.partition
-        if message.topic == self.settings.topic("inventory"):
-            marker, events = await self._inputs(message)
+        if message.topic == self.names["inventory"]:
+            marker, events = await self._inputs(message, u)
             if marker is not None:
                 if self.stream_clock:
-                    clock = self._clock("sku", p)
+                    clock = u.clocks[("sku", p)] = self._clock("sku", p)
                     clock.clock = max(clock.clock, marker)
-                    self._save_clock("sku", p, clock)
-                    await self._watermark(f"sku:{p}", clock.clock)
+                    self._watermark(f"sku:{p}", clock.clock, u)
                 return
             for item, t, item_seq in events:
                 assert isinstance(item, StockLevel | PriceChange)
-                await self._apply_sku(p, item, t, item_seq)
+                await self._apply_sku(p, item, t, item_seq, u)
             return
-        try:
-            envelope = unpack(message.value)
-        except msgspec.DecodeError:
-            return
-        if isinstance(envelope.body, Forwarded):
-            event = self._forwarded("sku", p, envelope)
-            if isinstance(event, StockLevel | PriceChange):
-                await self._apply_sku(p, event, envelope.ts, envelope.seq)
-        elif isinstance(envelope.body, Tick) and self.stream_clock:
-            clock = self._clock("sku", p)
-            await self._watermark(f"sku:{p}", clock.clock)
-            self._save_clock("sku", p, clock)
+        for env in self._envelopes(message):
+            if isinstance(env.body, Forwarded):
+                event = self._forwarded("sku", p, env, u)
+                if isinstance(event, StockLevel | PriceChange):
+                    await self._apply_sku(p, event, env.ts, env.seq, u)
+            elif isinstance(env.body, Tick) and self.stream_clock:
+                clock = u.clocks[("sku", p)] = self._clock("sku", p)
+                self._watermark(f"sku:{p}", clock.clock, u)
 
     async def _apply_sku(self, p: int, item: StockLevel | PriceChange, t: float,
-                         seq: str) -> None:
+                         seq: str, u: Unit) -> None:
         clock = self._clock("sku", p)
         clock.clock = max(clock.clock, t)
+        cache = self._cache(u, "sku")
+        state = cache.load(item.sku)
         out = Outbox()
-        state = self._load(self.skus, SkuState, item.sku)
         try:
             kept = self.engine.on_sku(state, item, t, out)
         except Exception as exc:  # the engine is pure: its error is this input's
-            await self._poisoned("skus", item, exc)
+            cache.rollback(item.sku)
+            await self._poisoned("skus", item, exc, u)
             return
-        await self.flush(out, t, seq, p)  # outputs before state (see gate)
-        self._store(self.skus, item.sku, kept)
+        self._collect(out, t, seq, u)
+        cache.save(item.sku, kept)
 
     # ------------------------------------------------------------ customers
 
-    async def on_customer_record(self, event: Any) -> None:
-        message = event.message
+    async def on_customer_record(self, u: Unit, message: Any) -> None:
         p = message.partition
-        customer_topic = message.topic == self.settings.topic("customer-events")
         items: list[tuple[float, str, object]] = []
         raws: list[bytes] = []  # what the pending table keeps of each item
-        if not customer_topic:
-            marker, events = await self._inputs(message)
+        if message.topic != self.names["customer-events"]:
+            marker, events = await self._inputs(message, u)
             source = f"{message.topic.rsplit('.', 1)[-1]}:{p}"
             if marker is not None:
                 if self.stream_clock:
-                    clock = self._clock(CUSTOMER, p)
+                    clock = u.clocks[(CUSTOMER, p)] = self._clock(CUSTOMER, p)
                     clock.sources[source] = max(clock.sources.get(source, NEG_INF), marker)
-                    self._save_clock(CUSTOMER, p, clock)
-                    await self._release(p)
+                    await self._release(p, u)
                 return
             for item, t, item_seq in events:
                 assert isinstance(item, CustomerEvent)
@@ -775,50 +865,51 @@ class Worker:
                     clock = self._clock(CUSTOMER, p)
                     clock.sources[source] = max(clock.sources.get(source, NEG_INF), t)
         else:
-            try:
-                envelope = unpack(message.value)
-            except msgspec.DecodeError:
-                return
-            body = envelope.body
-            if isinstance(body, Tick):
-                if self.stream_clock:
-                    self._save_clock(CUSTOMER, p, self._clock(CUSTOMER, p))
-                else:
-                    await self._customer_time(p, body.now)
-                return
-            if isinstance(body, Watermark):
-                if self.stream_clock:
-                    clock = self._clock(CUSTOMER, p)
-                    clock.sources[body.source] = max(clock.sources.get(body.source, NEG_INF),
-                                                     body.ts)
-                    await self._release(p)
-                return
-            if isinstance(body, Forwarded):
-                event = self._forwarded(CUSTOMER, p, envelope)
-                if not isinstance(event, CustomerEvent):
-                    return
-                items.append((envelope.ts, envelope.seq, event))
-                raws.append(b"e" + body.event)
-            else:
-                if not self._first_delivery(CUSTOMER, p, envelope):
-                    return  # a repeat: its first delivery was taken (or is waiting) here
-                items.append((envelope.ts, envelope.seq, body))
-                raws.append(b"w" + message.value)
-        if not self.stream_clock:
-            for t, seq, entry in items:
-                await self._apply_customer(p, entry, t, seq)
+            for index, env in enumerate(self._envelopes(message)):
+                body = env.body
+                if isinstance(body, Tick):
+                    if self.stream_clock:
+                        u.clocks[(CUSTOMER, p)] = self._clock(CUSTOMER, p)
+                    else:
+                        await self._customer_time(p, body.now, u)
+                elif isinstance(body, Watermark):
+                    if self.stream_clock:
+                        clock = self._clock(CUSTOMER, p)
+                        clock.sources[body.source] = max(
+                            clock.sources.get(body.source, NEG_INF), body.ts)
+                        await self._release(p, u)
+                elif isinstance(body, Forwarded):
+                    event = self._forwarded(CUSTOMER, p, env, u)
+                    if isinstance(event, CustomerEvent):
+                        await self._customer_input(p, env.ts, env.seq, event,
+                                                   b"e" + body.event, index, u)
+                elif self._first_delivery(CUSTOMER, p, env, u):
+                    # (a repeat is dropped: its first delivery was taken, or waits, here)
+                    await self._customer_input(p, env.ts, env.seq, body,
+                                               b"w" + envelope(env.ts, env.seq, body), index, u)
             return
-        if not items:
+        for index, ((t, seq, entry), raw) in enumerate(zip(items, raws, strict=True)):
+            await self._customer_input(p, t, seq, entry, raw, index, u, release=False)
+        if self.stream_clock and items:
+            await self._release(p, u)  # once every item of the record waits
+
+    async def _customer_input(self, p: int, t: float, seq: str, entry: object, raw: bytes,
+                              index: int, u: Unit, *, release: bool = True) -> None:
+        """Apply a customer-side input now (wall clock), or once the watermark has
+        passed it (stream clock: kept until then in ``pending``, under its record's
+        coordinates, so a redelivery while it waits is not kept twice)."""
+        if not self.stream_clock:
+            await self._apply_customer(p, entry, t, seq, u)
             return
         clock = self._clock(CUSTOMER, p)
-        short = message.topic.rsplit(".", 1)[-1]
-        for index, ((t, seq, entry), raw) in enumerate(zip(items, raws, strict=True)):
-            key = f"{p}/{short}/{message.partition}/{message.offset}/{index}".encode()
-            if key in clock.buffered:
-                continue  # redelivered while still waiting
-            self.pending[key] = msgspec.msgpack.encode((t, seq, raw))
-            self._buffer(clock, Pending(t, seq_key(seq), next(self._order), entry, key))
-        await self._release(p)
+        short = u.topic.rsplit(".", 1)[-1]
+        key = f"{p}/{short}/{u.partition}/{u.offset}/{index}".encode()
+        if key in clock.buffered:
+            return  # redelivered while still waiting
+        u.pending[key] = msgspec.msgpack.encode((t, seq, raw))
+        self._buffer(clock, Pending(t, seq_key(seq), next(self._order), entry, key))
+        if release:
+            await self._release(p, u)
 
     @staticmethod
     def _buffer(clock: PartitionClock, pending: Pending) -> None:
@@ -839,54 +930,52 @@ class Worker:
         names += [f"consent:{p}", f"feedback:{p}"]
         return min(clock.sources.get(name, NEG_INF) for name in names)
 
-    async def _release(self, p: int) -> None:
+    async def _release(self, p: int, u: Unit) -> None:
         """Apply, in (time, sequence) order, every buffered input the watermark has passed."""
         clock = self._clock(CUSTOMER, p)
+        u.clocks[(CUSTOMER, p)] = clock
         mark = self._watermark_of(p, clock)
         while clock.buffer and clock.buffer[0][0] <= mark:
             _, _, _, pending = heapq.heappop(clock.buffer)
-            await self._customer_time(p, pending.ts)
-            await self._apply_customer(p, pending.item, pending.ts, "")
+            await self._customer_time(p, pending.ts, u)
+            await self._apply_customer(p, pending.item, pending.ts, "", u)
             clock.buffered.discard(pending.key)
-            if pending.key in self.pending:
-                del self.pending[pending.key]
+            if u.pending.pop(pending.key, None) is None:
+                u.pending[pending.key] = None  # written by an earlier unit: delete it
         if mark > NEG_INF:
-            await self._customer_time(p, mark)
+            await self._customer_time(p, mark, u)
 
-    async def _customer_time(self, p: int, now: float) -> None:
-        await self._fire_due(CUSTOMER, p, now)
+    async def _customer_time(self, p: int, now: float, u: Unit) -> None:
+        await self._fire_due(CUSTOMER, p, now, u)
 
-    async def _apply_customer(self, p: int, item: object, t: float, seq: str) -> None:
-        out = Outbox()
+    async def _apply_customer(self, p: int, item: object, t: float, seq: str,
+                              u: Unit) -> None:
         if isinstance(item, SkuSignal):
-            for key in list(self._holders(p).get(item.sku, {})):
-                await self._customer_message(p, key, item, t, seq, out)
+            for holder in self._holders(p).holders(item.sku):
+                await self._customer_message(p, holder, item, t, seq, u)
             return
-        key = self._customer_key(item)
-        await self._customer_message(p, key, item, t, seq, out)
-
-    @staticmethod
-    def _customer_key(item: object) -> str:
         key: str = item.customer_id  # type: ignore[attr-defined]
-        return key
+        await self._customer_message(p, key, item, t, seq, u)
 
-    async def _customer_message(
-        self, p: int, key: str, item: object, t: float, seq: str, out: Outbox
-    ) -> None:
-        state = self._load(self.customers, CustomerState, key)
+    async def _customer_message(self, p: int, key: str, item: object, t: float, seq: str,
+                                u: Unit) -> None:
+        cache = self._cache(u, CUSTOMER)
+        timers = self._timers(CUSTOMER, p)
+        state = cache.load(key)
         mark = self._mark("customer", key, t) if state is None else None
+        out = Outbox()
         try:
             kept = self.engine.on_customer(state, item, t, out, mark)
         except Exception as exc:  # the engine is pure: its error is this input's
-            out.clear()
-            await self._poisoned(CUSTOMER, item, exc)
+            cache.rollback(key)
+            await self._poisoned(CUSTOMER, item, exc, u)
             return
-        await self.flush(out, t, seq, p)  # outputs before state (see gate)
-        self._store(self.customers, key, kept)
+        self._collect(out, t, seq, u)
+        cache.save(key, kept)
         if kept is not None:
-            self._timers(CUSTOMER, p).schedule(key, self.engine.next_due(kept))
+            timers.schedule(key, self.engine.next_due(kept))
         else:
-            self._timers(CUSTOMER, p).scheduled.pop(key, None)
+            timers.forget(key)
 
 
 def build(settings: Settings, policy: Policy) -> Worker:

@@ -1,0 +1,104 @@
+"""The worker's unit of work: one topic-partition's records of a batch, whose state is
+read and written once per key, and whose messages go out in bundles."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from tactful.adapters.wire import Tick, envelope, unpack_all
+from tactful.core.state import SkuState, encode_state
+from tactful.service.worker import MAX_BUNDLE_BYTES, StateCache, Unit, _by_partition
+
+
+def _writes() -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes | None]], Any]:
+    table: dict[bytes, bytes] = {}
+    log: list[tuple[bytes, bytes | None]] = []
+
+    def write(t: dict[bytes, bytes], key: bytes, value: bytes | None) -> None:
+        log.append((key, value))
+        if value is None:
+            t.pop(key, None)
+        else:
+            t[key] = value
+    return table, log, write
+
+
+def _sku(sku: str, stock: int) -> SkuState:
+    return SkuState(sku=sku, available=stock)
+
+
+def test_each_changed_key_is_written_once_with_its_last_value() -> None:
+    table, log, write = _writes()
+    table[b"k1"] = encode_state(_sku("k1", 1))
+    cache = StateCache(table, SkuState, write)
+    first = cache.load("k1")
+    assert first is not None and first.available == 1
+    for stock in (2, 3, 4):
+        state = cache.load("k1")
+        state.available = stock
+        cache.save("k1", state)
+    assert cache.load("k2") is None
+    cache.save("k2", _sku("k2", 7))
+    cache.load("k3")  # read, never changed: never written
+    assert log == []  # nothing reaches the table before the end of the unit
+    assert cache.write() == 2
+    assert log == [(b"k1", encode_state(_sku("k1", 4))), (b"k2", encode_state(_sku("k2", 7)))]
+
+
+def test_a_failed_step_goes_back_to_the_last_good_value() -> None:
+    table, log, write = _writes()
+    cache = StateCache(table, SkuState, write)
+    cache.load("k")
+    cache.save("k", _sku("k", 5))
+    live = cache.load("k")
+    live.available = 99  # the engine changed it, then failed
+    cache.rollback("k")
+    assert cache.load("k") == _sku("k", 5)
+    cache.write()
+    assert log == [(b"k", encode_state(_sku("k", 5)))]
+
+
+def test_a_key_deleted_in_the_unit_is_written_as_a_delete() -> None:
+    table, log, write = _writes()
+    table[b"k"] = encode_state(_sku("k", 1))
+    cache = StateCache(table, SkuState, write)
+    cache.load("k")
+    cache.save("k", None)
+    cache.write()
+    assert log == [(b"k", None)] and table == {}
+
+
+def _event(topic: str, partition: int, offset: int) -> Any:
+    message = SimpleNamespace(topic=topic, partition=partition, offset=offset,
+                              tp=(topic, partition))
+    return SimpleNamespace(message=message)
+
+
+def test_a_batch_is_split_by_topic_partition_keeping_each_ones_order() -> None:
+    events = [_event("a", 0, 1), _event("b", 0, 7), _event("a", 1, 3), _event("a", 0, 2),
+              _event("b", 0, 8)]
+    groups = _by_partition(events)
+    assert [[(e.message.topic, e.message.partition, e.message.offset) for e in g]
+            for g in groups] == [[("a", 0, 1), ("a", 0, 2)], [("b", 0, 7), ("b", 0, 8)],
+                                 [("a", 1, 3)]]
+
+
+def test_messages_are_numbered_per_record_and_bundled_per_destination() -> None:
+    unit = Unit([_event("tactful.consent", 2, 40)])
+    unit.begin(_event("tactful.consent", 2, 40).message)
+    first = [unit.position() for _ in range(2)]
+    unit.begin(_event("tactful.consent", 2, 41).message)
+    assert [*first, unit.position()] == [("tactful.consent:2", 40, 0),
+                                         ("tactful.consent:2", 40, 1),
+                                         ("tactful.consent:2", 41, 0)]
+    big = envelope(1.0, "", Tick(1.0), "x" * (MAX_BUNDLE_BYTES // 3))
+    for _ in range(4):
+        unit.send("t", 0, big)
+    unit.send("t", 1, big)
+    assert [len(chunk) for chunk in unit.bundles[("t", 0)]] == [2, 2]  # each under the bound
+    assert [len(chunk) for chunk in unit.bundles[("t", 1)]] == [1]
+    assert all(sum(map(len, chunk)) <= MAX_BUNDLE_BYTES
+               for chunks in unit.bundles.values() for chunk in chunks)
+    from tactful.adapters.wire import bundle
+    assert len(unpack_all(bundle(unit.bundles[("t", 0)][0]))) == 2
