@@ -8,9 +8,12 @@ KAFKA := deploy/local-kafka/kafka.sh
 # make test runs its own broker on a port of its own, so a Kafka you run on 9092 is left alone.
 TEST_KAFKA_PORT ?= 39092
 DEMO_KAFKA_PORT ?= 39192
+BENCH_KAFKA_PORT ?= 39492
+# Extra flags of bench/compare.py, e.g. BENCH_COMPARE_FLAGS=--profile
+BENCH_COMPARE_FLAGS ?=
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install lint unit integration test demo explore bench bench-worker schemas kafka-start kafka-stop clean
+.PHONY: help install lint unit integration test demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
@@ -18,6 +21,8 @@ help:
 	@echo "make explore  property tests on fresh random examples (5,000 each)"
 	@echo "make bench  replay throughput (writes BENCHMARKS.md)"
 	@echo "make bench-worker  worker throughput on the local Kafka (writes BENCHMARKS.md)"
+	@echo "make bench-compare  tactful beside raw aiokafka, Faust, Quix Streams; latency (writes BENCHMARKS.md;"
+	@echo "                    BENCH_QUICK=1 for a run of at most 10 minutes, BENCH_EVENTS=N to size it)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tactful needs Python >= 3.11")'
@@ -56,6 +61,15 @@ bench: install
 
 bench-worker: install
 	$(PY) bench/worker.py
+
+# Quix Streams and py-spy come from the `bench` extra; the broker is its own, stopped whatever happens.
+bench-compare: install
+	@$(PY) -c 'import quixstreams' 2>/dev/null && test -x $(VENV)/bin/py-spy || \
+		$(PY) -m pip install --quiet -e '.[dev,rocksdb,bench]'
+	@set -e; \
+	addr=$$(KAFKA_PORT=$(BENCH_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
+	trap 'KAFKA_PORT=$(BENCH_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
+	TACTFUL_BOOTSTRAP=$$addr $(PY) bench/compare.py $(BENCH_COMPARE_FLAGS)
 
 kafka-start:
 	bash $(KAFKA) start
