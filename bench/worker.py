@@ -78,6 +78,9 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--backlog", action="store_true",
+                    help="produce everything first, then start the worker (time from its start)")
+    ap.add_argument("--clock", choices=("wall", "stream"), default="stream")
     ap.add_argument("--profile", metavar="FILE",
                     help="run the worker under py-spy, collapsed stacks to FILE (no write)")
     args = ap.parse_args()
@@ -103,7 +106,7 @@ def main() -> int:
         tag = uuid.uuid4().hex[:8]
         env = {**os.environ, "TACTFUL_BOOTSTRAP": bootstrap, "TACTFUL_TOPIC_PREFIX": f"b{tag}.",
                "TACTFUL_APP_ID": f"tactful-bench-{tag}", "TACTFUL_PARTITIONS": str(args.partitions),
-               "TACTFUL_CLOCK": "stream", "TACTFUL_LOG_LEVEL": "warning",
+               "TACTFUL_CLOCK": args.clock, "TACTFUL_LOG_LEVEL": "warning",
                "TACTFUL_DATA_DIR": str(tmp / "data"), "TACTFUL_WEB_PORT": "17990"}
         log = (tmp / "worker.log").open("wb")
         command = [sys.executable, "-m", "tactful.cli", "worker"]
@@ -111,10 +114,15 @@ def main() -> int:
             spy = str(Path(sys.executable).with_name("py-spy"))
             command = [spy, "record", "--rate", "200", "--format", "raw", "--nonblocking",
                        "-o", str(Path(args.profile).resolve()), "--", *command]
-        worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(15)  # the worker joins its group and creates its topics
-        start = time.monotonic()
-        produce_s = tactful("produce", str(events), "--until", UNTIL, env=env)
+        if args.backlog:
+            produce_s = tactful("produce", str(events), "--until", UNTIL, env=env)
+            start = time.monotonic()
+            worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        else:
+            worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            time.sleep(15)  # the worker joins its group and creates its topics
+            start = time.monotonic()
+            produce_s = tactful("produce", str(events), "--until", UNTIL, env=env)
         done = asyncio.run(wait_for(bootstrap, {
             f"b{tag}.intents": want_intents, f"b{tag}.decisions": want_decisions,
         }, args.timeout))

@@ -11,7 +11,7 @@ import asyncio
 import os
 
 from tactful.adapters.topics import TopicSpec, ensure_topics
-from tactful.service.app import bytes_table, create_app
+from tactful.service.faust.app import bytes_table, create_app
 from tactful.service.settings import from_env
 
 settings = from_env()

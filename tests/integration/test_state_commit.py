@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.types import TP
 
 from tactful.adapters.topics import TopicSpec, ensure_topics
-from tactful.service.recovery import last_committed_offsets
+from tactful.service.faust.recovery import last_committed_offsets
 from tactful.service.state_commit import StateCommitFailed, StateTransactions
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from tactful.service.app import bytes_table, create_app
-from tactful.service.gate import (
+from tactful.service.faust.app import bytes_table, create_app
+from tactful.service.faust.gate import (
     ABSENT,
     ChangelogGate,
     CommitBarrier,
@@ -381,7 +381,7 @@ class _TxnProducer:
 def _manager() -> tuple[Any, _TxnProducer]:
     from types import SimpleNamespace
 
-    from tactful.service.gate import SourceTransactionManager
+    from tactful.service.faust.gate import SourceTransactionManager
 
     manager: Any = SourceTransactionManager.__new__(SourceTransactionManager)
     producer = _TxnProducer()
@@ -433,7 +433,7 @@ def _consumer(monkeypatch: pytest.MonkeyPatch, committed: list[dict[TP, int]]) -
     import faust.transport.consumer as base
     import faust.transport.drivers.aiokafka as driver
 
-    from tactful.service.gate import GatedConsumer
+    from tactful.service.faust.gate import GatedConsumer
 
     async def commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True
                              ) -> bool:

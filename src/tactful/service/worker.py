@@ -85,8 +85,8 @@ from tactful.core.messages import (
 from tactful.core.policy import Policy
 from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
-from tactful.service.app import TactfulApp, bytes_table, create_app
-from tactful.service.gate import event_context, forget_uncommitted_state
+from tactful.service.faust.app import TactfulApp, bytes_table, create_app
+from tactful.service.faust.gate import event_context, forget_uncommitted_state
 from tactful.service.settings import Settings, erasure_keys
 
 log = logging.getLogger("tactful.worker")

@@ -482,7 +482,7 @@ class SourceTransactionManager(TransactionManager):
         outputs a second time, and hold back the read_committed readers of every topic
         it wrote to meanwhile. A stopped producer's transaction is aborted when the next
         producer with its id starts, here or on the worker that gets its partition."""
-        open_ids = sorted(getattr(self.producer, "_transaction_producers", {}))
+        open_ids = sorted(self.producer._transaction_producers)  # type: ignore[attr-defined]
         await self._stop_transactions(open_ids)
         self.failed.clear()  # those transactions are aborted
         await super().on_rebalance(assigned, set(), newly_assigned)

@@ -14,8 +14,8 @@ from typing import Any
 import faust
 from faust.types import TransportT
 
-from tactful.service.gate import ChangelogGate, CommitBarrier, GatedTable, GatedTransport
-from tactful.service.recovery import CommittedTableManager
+from tactful.service.faust.gate import ChangelogGate, CommitBarrier, GatedTable, GatedTransport
+from tactful.service.faust.recovery import CommittedTableManager
 from tactful.service.settings import Settings
 from tactful.service.state_commit import StateTransactions
 

@@ -1,0 +1,136 @@
+"""The parts of Faust tactful overrides or reaches into still exist, with the shape it
+was written against (tactful/service/faust/). An upgrade of faust-streaming that
+removes or reshapes one fails here, by name, before it can fail in production."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import faust.streams
+import pytest
+from faust.stores.memory import Store as MemoryStore
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.tables.table import Table
+from faust.transport.consumer import TransactionManager
+from faust.transport.drivers.aiokafka import (
+    AIOKafkaConsumerThread,
+    Consumer,
+    Producer,
+    Transport,
+    credentials_to_aiokafka_auth,
+    server_list,
+)
+
+
+def _params(fn: Callable[..., Any]) -> list[str]:
+    return [p for p in inspect.signature(fn).parameters if p != "self"]
+
+
+# (what, the callable, the parameters tactful passes or overrides, in order)
+SIGNATURES = [
+    ("Table.send_changelog", Table.send_changelog,
+     ["partition", "key", "value", "key_serializer", "value_serializer"]),
+    ("TransactionManager.send", TransactionManager.send,
+     ["topic", "key", "value", "partition", "timestamp", "headers", "transactional_id"]),
+    ("TransactionManager.on_rebalance", TransactionManager.on_rebalance,
+     ["assigned", "revoked", "newly_assigned"]),
+    ("TransactionManager.commit", TransactionManager.commit,
+     ["offsets", "start_new_transaction"]),
+    ("Consumer.on_partitions_revoked", Consumer.on_partitions_revoked, ["revoked"]),
+    ("Consumer.on_partitions_assigned", Consumer.on_partitions_assigned,
+     ["assigned", "generation_id"]),
+    ("Consumer.perform_seek", Consumer.perform_seek, []),
+    ("Consumer.force_commit", Consumer.force_commit, ["topics", "start_new_transaction"]),
+    ("Consumer._commit_offsets", Consumer._commit_offsets,
+     ["offsets", "start_new_transaction"]),
+    ("Consumer._commit", Consumer._commit, ["offsets"]),
+    ("Consumer._new_consumer_thread", Consumer._new_consumer_thread, []),
+    ("AIOKafkaConsumerThread._create_worker_consumer",
+     AIOKafkaConsumerThread._create_worker_consumer, ["transport"]),
+    ("Recovery._build_highwaters", Recovery._build_highwaters,
+     ["consumer", "tps", "destination", "title"]),
+    ("Producer._settings_default", Producer._settings_default, []),
+    ("Producer._settings_auth", Producer._settings_auth, []),
+    ("Stream.take_events", faust.streams.Stream.take_events, ["max_", "within"]),
+    ("Stream.ack", faust.streams.Stream.ack, ["event"]),
+    ("server_list", server_list, ["urls", "default_port"]),
+]
+
+
+@pytest.mark.parametrize(("what", "fn", "params"), SIGNATURES, ids=[s[0] for s in SIGNATURES])
+def test_an_overridden_or_called_method_keeps_its_parameters(
+        what: str, fn: Callable[..., Any], params: list[str]) -> None:
+    assert _params(fn)[:len(params)] == params, f"{what} changed: {_params(fn)}"
+
+
+# (class, attributes its methods set on instances, which tactful reads or clears)
+INSTANCE_ATTRIBUTES = [
+    (Consumer, ["_acked", "_acked_index", "_gap"]),
+    (MemoryStore, ["data", "_key_partition"]),
+    (TableManager, ["_recovery"]),
+]
+
+
+def _source_of(cls: type) -> str:
+    return "".join(inspect.getsource(k) for k in cls.__mro__
+                   if k.__module__.startswith(("faust", "mode")) and k is not object)
+
+
+@pytest.mark.parametrize(("cls", "names"), INSTANCE_ATTRIBUTES,
+                         ids=[c.__name__ for c, _ in INSTANCE_ATTRIBUTES])
+def test_the_private_attributes_tactful_touches_are_still_set(
+        cls: type, names: list[str]) -> None:
+    source = _source_of(cls)
+    missing = [n for n in names if f"self.{n} " not in source and f"self.{n}:" not in source]
+    assert not missing, f"{cls.__name__} no longer sets {missing}"
+
+
+def test_the_current_event_is_a_context_variable_of_weak_references() -> None:
+    # event_context() sets it while a batch's records of one partition are processed.
+    var = faust.streams._current_event
+    assert isinstance(var, contextvars.ContextVar)
+
+    class Event:
+        pass
+
+    import weakref
+
+    event = Event()
+    token = var.set(weakref.ref(event))
+    try:
+        assert faust.streams.current_event() is event
+    finally:
+        var.reset(token)
+
+
+def test_take_events_acks_only_after_the_batch_was_handled() -> None:
+    # The worker acks a batch's events itself, inside its commit barrier; Faust's own
+    # ack after the batch must then find them acked (a no-op), not ack ahead of it.
+    source = inspect.getsource(faust.streams.Stream.take_events)
+    assert "yield list(events)" in source and "await self.ack(event)" in source
+    assert source.index("yield list(events)") < source.index("await self.ack(event)")
+
+
+def test_the_hooks_tactful_names_are_there() -> None:
+    assert callable(getattr(faust.App, "_new_transport", None))
+    assert Transport.Consumer is Consumer and Transport.TransactionManager is TransactionManager
+    assert callable(getattr(TransactionManager, "_stop_transactions", None))
+    assert isinstance(Producer.__dict__.get("_transaction_producers"), dict)
+    assert callable(getattr(Table, "_on_changelog_sent", None))
+    assert "TableManager" in faust.Settings.__dict__ or hasattr(faust.Settings, "TableManager")
+    assert hasattr(TableManager, "recovery")
+    assert callable(credentials_to_aiokafka_auth)
+    from faust.stores.rocksdb import Store as RocksStore
+    assert callable(getattr(RocksStore, "_db_for_partition", None))
+
+
+def test_the_installed_faust_is_in_the_pinned_range() -> None:
+    from importlib.metadata import version
+
+    major, minor, *_ = (int(x) for x in version("faust-streaming").split(".")[:3])
+    assert (major, minor) == (0, 15), "faust-streaming outside the tested range: see pyproject"
