@@ -13,11 +13,12 @@ BENCH_KAFKA_PORT ?= 39492
 BENCH_COMPARE_FLAGS ?=
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install lint unit integration test demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
+.PHONY: help install lint unit integration test drills demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
 	@echo "make test   install, lint, type-check, unit + property + scenario tests, integration tests on a real Kafka"
+	@echo "make drills  long reliability drills on the local Kafka (some document known gaps)"
 	@echo "make explore  property tests on fresh random examples (5,000 each)"
 	@echo "make bench  replay throughput (writes BENCHMARKS.md)"
 	@echo "make bench-worker  worker throughput on the local Kafka (writes BENCHMARKS.md)"
@@ -53,6 +54,13 @@ integration: install
 
 test: lint unit integration
 
+# Drills too long for `make test`, or not yet passing (README, "Known gap (worker)").
+drills: install
+	@set -e; \
+	addr=$$(KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
+	trap 'KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
+	env -u TACTFUL_BOOTSTRAP KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest $(PYTEST_FLAGS) tests/drills
+
 explore: install
 	TACTFUL_PROPERTY_EXPLORE=1 $(PY) -m pytest $(PYTEST_FLAGS) -n 2 tests/property
 
@@ -68,7 +76,7 @@ bench-compare: install
 		$(PY) -m pip install --quiet -e '.[dev,rocksdb,bench]'
 	@set -e; \
 	addr=$$(KAFKA_PORT=$(BENCH_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
-	trap 'KAFKA_PORT=$(BENCH_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
+	trap 'KAFKA_PORT=$(BENCH_KAFKA_PORT) bash $(KAFKA) stop' EXIT INT TERM; \
 	TACTFUL_BOOTSTRAP=$$addr $(PY) bench/compare.py $(BENCH_COMPARE_FLAGS)
 
 kafka-start:

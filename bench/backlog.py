@@ -126,12 +126,14 @@ def rfc3339(ts: float) -> str:
 # ------------------------------------------------------------------------------ Kafka
 
 
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int,
+                        configs: dict[str, str] | None = None) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         wanted = list(names)
-        response = await admin.create_topics([NewTopic(n, partitions, 1) for n in wanted])
+        response = await admin.create_topics([NewTopic(n, partitions, 1, topic_configs=configs)
+                                              for n in wanted])
         for name, code, message in response.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise SystemExit(f"could not create topic {name}: {code} {message}")

@@ -18,7 +18,10 @@ writes ``{"first": t, "done": t}`` (``time.time()`` of its first and ``N``-th ev
     JSON values), keyed by the record key (``session_id`` / ``sku`` / ``customer_id``).
     Default settings and logging (``worker -l info``); only what a run needs is set:
     broker, memory store, ``topic_partitions`` equal to the input's (tables must be
-    co-partitioned with their stream), a data directory and a web port of its own.
+    co-partitioned with their stream), a data directory and a web port of its own. The
+    harness creates its changelog and leader topics before it starts, as tactful creates
+    its own: a topic Faust has just created may be missing from the metadata it reads
+    next, and the table's agent then crashes (``PartitionsMismatch``) and never recovers.
 ``quix``
     A Quix Streams application, one dataframe per input topic, each event stored under
     its key with ``state.set`` (Quix's state is scoped to the message key): RocksDB state,
