@@ -126,3 +126,4 @@ def test_exactly_once_restart_after_sigkill_writes_each_intent_once(
         dep.start_worker()
         dep.wait_ready(1)
         _check(dep, events, once=True)
+

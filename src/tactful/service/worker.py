@@ -86,7 +86,11 @@ from tactful.core.policy import Policy
 from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.faust.app import TactfulApp, bytes_table, create_app
-from tactful.service.faust.gate import event_context, forget_uncommitted_state
+from tactful.service.faust.gate import (
+    SourceTransactionManager,
+    event_context,
+    forget_uncommitted_state,
+)
 from tactful.service.settings import Settings, erasure_keys
 
 log = logging.getLogger("tactful.worker")
@@ -422,6 +426,13 @@ class Worker:
         try:
             with fail_fast(agent):
                 yield
+        except BaseException as exc:
+            # Cut off mid-batch (a stop cancels the agent): what it sent so far must not
+            # commit without the offsets of its inputs.
+            transactions = self.app.consumer.transactions
+            if isinstance(transactions, SourceTransactionManager):
+                transactions.abandon(exc)
+            raise
         finally:
             barrier.leave()
 

@@ -499,6 +499,15 @@ class SourceTransactionManager(TransactionManager):
         log.error("a transactional send failed; the transaction will not be committed",
                   extra={"transactional_id": tid, "topic": topic, "error": type(exc).__name__})
 
+    def abandon(self, why: BaseException) -> None:
+        """Work was cut off halfway through a batch (the worker stops, or an agent
+        failed): some of its records may be in the open transactions without the
+        offsets of their inputs. None of those transactions may commit; they are
+        aborted when the partitions' producers start again, here or elsewhere."""
+        for tid in self.producer._transaction_producers:  # type: ignore[attr-defined]
+            self.failed.setdefault(tid, why)
+        self.failed.setdefault("*", why)
+
     async def commit(self, offsets: Mapping[TP, int],
                      start_new_transaction: bool = True) -> bool:
         if self.failed:
