@@ -159,16 +159,17 @@ async def _led(admin: AIOKafkaAdminClient, topics: list[str], partitions: int) -
 
 
 async def delete_topics(bootstrap: str, containing: str) -> None:
-    """Delete every topic whose name contains ``containing`` (a run's tag); best effort."""
+    """Delete every topic whose name contains ``containing`` (a run's tag); best effort:
+    it runs after a failed run too, and must not hide what failed."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if containing in t]
-        if doomed:
-            with contextlib.suppress(KafkaError):
+    with contextlib.suppress(KafkaError):
+        await admin.start()
+        try:
+            doomed = [t for t in await admin.list_topics() if containing in t]
+            if doomed:
                 await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
+        finally:
+            await admin.close()
 
 
 async def produce(bootstrap: str, prefix: str, backlog: Backlog, partitions: int,

@@ -152,6 +152,7 @@ class Round:
     outputs: dict[str, int] = field(default_factory=dict)
     rule: str = ""
     error: str | None = None
+    killed: list[str] = field(default_factory=list)  # not stopped 10 s after SIGTERM
 
     @property
     def rate(self) -> float | None:
@@ -200,7 +201,7 @@ def run_other(kind: str, bootstrap: str, prefix: str, b: Backlog, work: Path, nu
         r.seconds, r.startup_s = seen["done"] - started, seen["first"] - started
         r.rule = f"{b.events:,}th event handled"
     finally:
-        procs.stop([p])
+        r.killed = procs.stop([p])
         asyncio.run(backlog.delete_topics(bootstrap, run))
     return r
 
@@ -250,7 +251,7 @@ async def run_tactful(v: Variant, bootstrap: str, b: Backlog, expected: dict[str
             if spy.poll() is None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
             spy.wait(timeout=60)
-        procs.stop(workers)
+        r.killed = procs.stop(workers)
         await backlog.delete_topics(bootstrap, run)
     return r
 
@@ -380,6 +381,11 @@ def section(doc: dict[str, Any], contenders: dict[str, str],
               for key, rs in results.items() for r in rs if r.error]
     if errors:
         lines += ["Failed rounds:", *errors, ""]
+    killed = [f"{key} ({n} of {len(rs)} rounds)" for key, rs in results.items()
+              if (n := sum(1 for r in rs if r.killed))]
+    if killed:
+        lines += ["Not stopped 10 s after SIGTERM (killed; after the measurement): "
+                  + ", ".join(killed) + ".", ""]
     lines += [f"Every round: `{doc['json']}`." if doc["json"] else "(--no-write: no JSON.)",
               END]
     return "\n".join(_wrap(line) for line in lines) + "\n"

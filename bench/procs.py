@@ -80,15 +80,20 @@ def tactful_worker(env: dict[str, str], log: Path, name: str = "tactful worker")
     return start(name, [sys.executable, "-m", "tactful.cli", "worker"], env, log)
 
 
-def stop(procs: list[Proc], timeout: float = 60.0) -> None:
-    """SIGTERM every process, wait up to ``timeout`` for all, SIGKILL what is left."""
+def stop(procs: list[Proc], timeout: float = 10.0) -> list[str]:
+    """SIGTERM every process, wait up to ``timeout`` for all, SIGKILL what is left (a run
+    is over once measured: its clean shutdown is not what the benchmark looks at). Returns
+    the names of the processes that had to be killed."""
     for p in procs:
         if p.alive():
             p.popen.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    killed = []
     for p in procs:
         try:
             p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.popen.kill()
             p.popen.wait()
+            killed.append(p.name)
+    return killed
