@@ -13,13 +13,14 @@ BENCH_KAFKA_PORT ?= 39492
 BENCH_COMPARE_FLAGS ?=
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install lint unit integration test drills demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
+.PHONY: help install lint unit integration test drills compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
 	@echo "make test   install, lint, type-check, unit + property + scenario tests, integration tests on a real Kafka"
 	@echo "make drills  long reliability drills on the local Kafka (some document known gaps)"
 	@echo "make explore  property tests on fresh random examples (5,000 each)"
+	@echo "make compiled  the engine compiled with mypyc into build/compiled (PYTHONPATH=build/compiled)"
 	@echo "make bench  replay throughput (writes BENCHMARKS.md)"
 	@echo "make bench-worker  worker throughput on the local Kafka (writes BENCHMARKS.md)"
 	@echo "make bench-compare  tactful beside raw aiokafka, Faust, Quix Streams; latency (writes BENCHMARKS.md;"
@@ -63,6 +64,11 @@ drills: install
 
 explore: install
 	TACTFUL_PROPERTY_EXPLORE=1 $(PY) -m pytest $(PYTEST_FLAGS) -n 2 tests/property
+
+# The engine's hot modules compiled with mypyc, for replays and workers that want the speed:
+# PYTHONPATH=build/compiled .venv/bin/tactful ... (byte-identical outputs: tests/e2e).
+compiled: install
+	$(PY) -m tactful.compile build/compiled
 
 bench: install
 	$(PY) bench/replay.py
