@@ -336,7 +336,7 @@ def latency_lines(lat: dict[str, Any]) -> list[str]:
                     f"{s['p50_ms']:,.0f} | {s['p99_ms']:,.0f} | {s['max_ms']:,.0f} |")
     return [
         f"Latency, one worker (wall clock, at least once), {lat['rate_per_s']:g} inputs/s, "
-        f"timers checked every {lat['tick_s']:g} s, `abandoned_cart` delay "
+        f"`TACTFUL_TICK_SECONDS` {lat['tick_s']:g}, `abandoned_cart` delay "
         f"{lat['timer_delay_s']} s:", "",
         "| path | samples | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|", *rows]
 
@@ -475,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     # A stopped run (make interrupted, a kill) still stops its processes and its broker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.ERROR)  # aiokafka's retry warnings after topic creation
+    host = machine()  # before the run: the commit and src/ it measures
     customers = max(10, args.events // 50)
     path = workload(customers, args.events, SEED)
     single, batches = backlog.single(path), backlog.batched(path)
@@ -534,7 +535,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    host = machine()
     now = datetime.now(UTC)
     faust = summary(results["faust"], None).get("median") if "faust" in results else None
     stats = {k: summary(rs, faust) for k, rs in results.items()}
@@ -542,10 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"compare-{now:%Y-%m-%d}-{host['commit']}.json"
     command = "make bench-compare" if os.environ.get("MAKELEVEL") else shlex.join(
         ["python", "bench/compare.py", *(argv if argv is not None else sys.argv[1:])])
-    if args.quick and "BENCH_QUICK=1" not in command:
-        command = f"BENCH_QUICK=1 {command}"
-    if os.environ.get("BENCH_EVENTS"):
-        command = f"BENCH_EVENTS={os.environ['BENCH_EVENTS']} {command}"
+    for name in ("BENCH_QUICK", "BENCH_EVENTS"):
+        if os.environ.get(name):
+            command = f"{name}={os.environ[name]} {command}"
     doc: dict[str, Any] = {
         "date": now.strftime("%Y-%m-%d %H:%M UTC"), "command": command, "quick": args.quick,
         "kind": "smoke" if args.quick or args.events < 100_000 else "measurement",

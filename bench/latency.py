@@ -11,7 +11,8 @@
     packaged policy otherwise). ``samples`` other customers, each with email consent, a
     login and a ``cart_add`` stamped with the wall clock, at ``rate`` per second; a
     sample is the time from the cart's due time (``cart_add`` ts + delay) to its intent
-    on the topic. The worker checks due timers every ``TACTFUL_TICK_SECONDS`` (default 1).
+    on the topic. ``TACTFUL_TICK_SECONDS`` (the worker's tick interval, default 1) is
+    recorded with the figures.
 
 The (a) customers opt out of ``cart_reminders``, and the delay is longer than phase (a),
 so their own carts' timers fire (suppressed) after (a) is measured and before (b) is.
