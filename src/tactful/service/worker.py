@@ -308,7 +308,7 @@ class Worker:
 
     # A batch: at most this many records, or what arrived within this many seconds.
     batch_max = 500
-    batch_within = 0.01
+    batch_within = 0.005
 
     def __init__(self, settings: Settings, policy: Policy, app: TactfulApp | None = None) -> None:
         self.settings = settings
