@@ -78,7 +78,7 @@ import procs
 from backlog import INPUTS, OUTPUTS, Backlog
 from done_rule import wait_done
 from procs import RunFailed
-from replay import CACHE, machine, summarise_raw, tactful_cmd, workload
+from replay import CACHE, machine, summarise_raw, tactful_cmd, workload, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -400,16 +400,6 @@ def _wrap(line: str, width: int = 92) -> str:
                          break_long_words=False)
 
 
-def write_section(text: str) -> None:
-    doc = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: text, doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    BENCHMARKS.write_text(doc)
-
-
 # --------------------------------------------------------------------------------- main
 
 
@@ -569,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         out.write_text(json.dumps({k: v for k, v in doc.items() if k != "stats"}, indent=2)
                        + "\n")
-        write_section(text)
+        write_section(text, BEGIN, END)
         say(f"wrote {out.relative_to(ROOT)}, updated {BENCHMARKS.relative_to(ROOT)}")
     return 0
 

@@ -307,9 +307,10 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
+def write_section(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the part of BENCHMARKS.md between ``begin`` and ``end`` (or append it)."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     else:
