@@ -123,7 +123,11 @@ def test_exactly_once_restart_after_sigkill_writes_each_intent_once(
         dep.cli("produce", str(events), "--until", UNTIL)
         time.sleep(MID_STREAM)
         dep.stop(first, signal.SIGKILL)
-        dep.start_worker()
+        second = dep.start_worker()
         dep.wait_ready(1)
         _check(dep, events, once=True)
+        # ... and it stops cleanly on SIGTERM (its last commit used to fail, and the stop
+        # hung until the harness killed it: exit -9).
+        dep.stop(second, signal.SIGTERM)
+        assert second.returncode == 0, dep.logs()[-2000:]
 

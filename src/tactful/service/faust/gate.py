@@ -47,6 +47,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from aiokafka.errors import IllegalOperation
 from faust.exceptions import ProducerSendError
 from faust.streams import _current_event, current_event
 from faust.tables.table import Table
@@ -595,7 +596,14 @@ class GatedConsumer(Consumer):
             # state of inputs whose offsets are really committed may go out.
             assignment = self.assignment()
             upto = {tp: offset for tp, offset in offsets.items() if tp in assignment}
-            await gate.release(self.app.producer, upto=upto)
+            try:
+                await gate.release(self.app.producer, upto=upto)
+            except IllegalOperation:
+                # A partition's transaction has already ended (the worker is stopping):
+                # neither its state nor its offsets commit; the next owner applies the
+                # inputs again, on the committed state.
+                log.warning("state not committed: its transaction had ended")
+                return False
         committed: bool = await super()._commit_offsets(
             offsets, start_new_transaction=start_new_transaction
         )
