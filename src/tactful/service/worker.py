@@ -252,8 +252,8 @@ class Unit:
     goes out at the end in one record per destination partition (``wire.bundle``), what
     they change is written once per key, and they are acked together."""
 
-    __slots__ = ("bundles", "caches", "clocks", "decisions", "events", "index", "intents",
-                 "offset", "origin", "partition", "pending", "record", "topic")
+    __slots__ = ("bundles", "caches", "clocks", "decisions", "events", "filled", "index",
+                 "intents", "offset", "origin", "partition", "pending", "record", "topic")
 
     def __init__(self, events: list[Any]) -> None:
         self.events = events
@@ -268,6 +268,7 @@ class Unit:
         self.decisions: list[tuple[bytes, bytes]] = []
         # (topic, partition) -> envelopes, each list a bundle of at most MAX_BUNDLE_BYTES
         self.bundles: dict[tuple[str, int], list[list[bytes]]] = {}
+        self.filled: dict[tuple[str, int], int] = {}  # bytes in each one's last bundle
         self.caches: dict[str, StateCache] = {}
         self.clocks: dict[tuple[str, int], PartitionClock] = {}  # changed: saved at the end
         self.pending: dict[bytes, bytes | None] = {}  # stream clock: waiting-input writes
@@ -285,14 +286,18 @@ class Unit:
         return self.origin, self.offset, index
 
     def send(self, topic: str, partition: int, data: bytes) -> None:
-        chunks = self.bundles.get((topic, partition))
+        where = (topic, partition)
+        chunks = self.bundles.get(where)
         if chunks is None:
-            chunks = self.bundles[(topic, partition)] = [[]]
+            chunks = self.bundles[where] = [[]]
+            self.filled[where] = 0
         chunk = chunks[-1]
-        if chunk and sum(map(len, chunk)) + len(data) > MAX_BUNDLE_BYTES:
+        if chunk and self.filled[where] + len(data) > MAX_BUNDLE_BYTES:
             chunk = []
             chunks.append(chunk)
+            self.filled[where] = 0
         chunk.append(data)
+        self.filled[where] += len(data)
 
 
 def _by_partition(events: list[Any]) -> list[list[Any]]:
