@@ -134,12 +134,3 @@ def test_the_installed_faust_is_in_the_pinned_range() -> None:
 
     major, minor, *_ = (int(x) for x in version("faust-streaming").split(".")[:3])
     assert (major, minor) == (0, 15), "faust-streaming outside the tested range: see pyproject"
-
-
-def test_the_app_runs_without_faust_s_monitor_sensor() -> None:
-    from tactful.service.faust.app import create_app
-    from tactful.service.settings import Settings
-
-    app = create_app(Settings(), app_id="tactful-contract-test")
-    app.on_init_dependencies()
-    assert app.monitor not in set(app.sensors)
