@@ -74,11 +74,11 @@ class Table:
         self.records: list[Fut] = []
 
     def set(self, gate: ChangelogGate, key: bytes, value: bytes, partition: int,
-            source: TP | None = None, offset: int = -1) -> None:
+            source: TP | None = None, offset: int = -1, first: int | None = None) -> None:
         # As Faust does: the changelog record first, then the store.
         fut = Fut(Msg(key, partition, value))
         self.records.append(fut)
-        gate.hold(self, fut, self.data.get(key, ABSENT), source, offset)
+        gate.hold(self, fut, self.data.get(key, ABSENT), source, offset, first)
         self.data[key] = value
 
 
@@ -153,6 +153,50 @@ async def test_an_input_s_records_go_out_together_or_not_at_all() -> None:
     assert [f.message.key for f in producer.released] == [b"other"]
     await gate.release(producer, producer.publish, upto={consent: 4})
     assert [f.message.key for f in producer.released][1:] == [b"cust", b"pending/5"]
+
+
+def test_no_offset_is_committed_past_an_input_whose_records_wait() -> None:
+    # The batch of customer-events@5..7 wrote the partition's clock; Faust's commit
+    # offset lags (7: the batch's last input is not in it), so that record waits. The
+    # consent@3 after it wrote the same clock: it waits behind it, and committing
+    # consent's offset 4 would commit the consent without its state (a crash then loses
+    # it: the next owner starts after it, on a state without it).
+    gate, table = ChangelogGate(), Table()
+    consent, internal = TP("consent", 0), TP("customer-events", 0)
+    table.set(gate, b"clock", b"1", 0, internal, 7, first=5)
+    table.set(gate, b"clock", b"2", 0, consent, 3)
+    table.set(gate, b"pending/3", b"e", 0, consent, 3)
+    assert gate.committable({internal: 7, consent: 4}) == {internal: 5, consent: 3}
+    assert gate.committable({internal: 8, consent: 4}) == {internal: 8, consent: 4}
+
+
+def test_holding_an_offset_back_can_make_more_inputs_wait() -> None:
+    # Three input topics of partition 0, whose records share the partition's keys.
+    gate, table = ChangelogGate(), Table()
+    a, b, c = TP("a", 0), TP("b", 0), TP("c", 0)
+    table.set(gate, b"x", b"1", 0, a, 5)  # not committed with a: 5
+    table.set(gate, b"x", b"2", 0, b, 9)  # behind it: b stops at 9 ...
+    table.set(gate, b"y", b"1", 0, b, 10)  # ... so this input waits too ...
+    table.set(gate, b"y", b"2", 0, c, 4)  # ... and this one behind it
+    assert gate.committable({a: 5, b: 11, c: 5}) == {a: 5, b: 9, c: 4}
+
+
+async def test_a_commit_holds_an_offset_back_and_offers_its_acks_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    committed: list[dict[TP, int]] = []
+    consumer = _consumer(monkeypatch, committed)
+    first, second = TP("in", 0), TP("other", 0)
+    consumer.assignment = lambda: {first, second}
+    table = Table()
+    gate = consumer.app.changelog_gate
+    table.set(gate, b"k", b"1", 0, first, 12, first=10)  # its inputs 10..12 not acked yet
+    table.set(gate, b"k", b"2", 0, second, 30)  # acked and wanted: waits behind it
+    await consumer._commit_offsets({first: 10, second: 31})
+    assert committed == [{first: 10, second: 30}]
+    assert consumer._acked[second] == [30]  # taken by Faust, given back
+    await consumer._commit_offsets({first: 13, second: 31})
+    assert committed[-1] == {first: 13, second: 31}
+    assert gate.held == []
 
 
 async def test_a_drop_after_a_partial_release_undoes_to_what_went_out() -> None:
@@ -513,6 +557,21 @@ async def test_a_failed_transactional_send_stops_its_transaction_from_committing
     manager._sent(failed, "app-1-0", "app-customers-changelog")
     with pytest.raises(ProducerSendError, match="app-1-0"):
         await manager.commit({TP("in.storefront", 0): 10})
+
+
+async def test_a_commit_into_a_transaction_that_has_ended_commits_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stop: the last commit finds the partition's transaction already ended. It
+    # reports that nothing was committed instead of failing the stop (which then hung).
+    import faust.transport.consumer as base
+    from aiokafka.errors import IllegalOperation
+
+    async def ended(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        raise IllegalOperation("Not in the middle of a transaction")
+
+    monkeypatch.setattr(base.TransactionManager, "commit", ended)
+    manager, _ = _manager()
+    assert await manager.commit({TP("in.storefront", 0): 10}) is False
 
 
 async def test_the_seek_to_committed_offsets_happens_with_the_flow_stopped(

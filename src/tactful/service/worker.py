@@ -417,7 +417,7 @@ class Worker:
             async with self._batch(agent):
                 for group in _by_partition(events):
                     unit = Unit(group)
-                    with event_context(group[-1]):
+                    with event_context(group[-1], group[0].message.offset):
                         for event in group:
                             unit.begin(event.message)
                             await handle(unit, event.message)

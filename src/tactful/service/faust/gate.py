@@ -27,6 +27,13 @@ log), which is the value the changelog holds. The inputs not yet committed are a
 again by the partitions' next owner (maybe this worker again: Faust does not recover a
 partition it keeps) on that state, not on a state that already contains them.
 
+The offsets committed never pass an input whose records wait: a record of a key waits
+behind an earlier record of that key, so an input committed in time can still have
+its records held (the worker writes one record per key for the records of a batch,
+and Faust's commit offset can lag behind its acks). The offset of such a partition
+stops before that input (``committable``), and its acks go back to Faust for the next
+commit.
+
 With ``processing_guarantee=exactly_once`` Kafka transactions make outputs, changelog
 and offsets visible together, provided everything an input caused goes into the
 transaction that commits the input's offset. Faust picks the transaction by the
@@ -45,6 +52,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from aiokafka.errors import IllegalOperation
@@ -72,18 +80,26 @@ async def publish_message(fut: FutureMessage) -> Any:
     return await fut.message.channel.publish_message(fut, wait=False)
 
 
+# The offset of the first of the records processed as one (``event_context``): a record
+# written then carries the state of all of them.
+_first_offset: ContextVar[int | None] = ContextVar("tactful_first_offset", default=None)
+
+
 @contextlib.contextmanager
-def event_context(event: Any) -> Any:
-    """Make ``event`` Faust's current event while a batch's records of one partition are
-    processed: table writes then go to that partition's changelog and are held by the
-    gate under that event's offset, and (exactly-once) sends join that partition's
-    transaction. Faust sets it per event only in its own stream iterator."""
+def event_context(event: Any, first: int | None = None) -> Any:
+    """Make ``event`` Faust's current event while a batch's records of one partition,
+    from offset ``first`` to ``event``'s, are processed: table writes then go to that
+    partition's changelog and are held by the gate under those offsets, and
+    (exactly-once) sends join that partition's transaction. Faust sets it per event
+    only in its own stream iterator."""
     import weakref
 
     token = _current_event.set(weakref.ref(event))
+    first_token = _first_offset.set(first)
     try:
         yield event
     finally:
+        _first_offset.reset(first_token)
         _current_event.reset(token)
 
 
@@ -93,12 +109,15 @@ Slot = tuple[int, "int | None", Any]  # (table, partition, key)
 
 
 class Held:
-    """A changelog record waiting at the gate, with the input record that caused it."""
+    """A changelog record waiting at the gate, with the input records that caused it:
+    those of ``source`` from ``first`` to ``offset``."""
 
-    __slots__ = ("fut", "offset", "source", "table")
+    __slots__ = ("first", "fut", "offset", "source", "table")
 
-    def __init__(self, table: Any, fut: FutureMessage, source: TP | None, offset: int) -> None:
+    def __init__(self, table: Any, fut: FutureMessage, source: TP | None, offset: int,
+                 first: int | None = None) -> None:
         self.table, self.fut, self.source, self.offset = table, fut, source, offset
+        self.first = offset if first is None else first
 
     @property
     def slot(self) -> Slot:
@@ -145,11 +164,11 @@ class ChangelogGate:
         self.releasing = asyncio.Lock()
 
     def hold(self, table: Any, fut: FutureMessage, before: Any = ABSENT,
-             source: TP | None = None, offset: int = -1) -> None:
-        """Hold ``fut``, written while processing the record at ``offset`` of ``source``
-        (None: outside any input record); ``before`` is the key's value in the store
-        as it is written."""
-        entry = Held(table, fut, source, offset)
+             source: TP | None = None, offset: int = -1, first: int | None = None) -> None:
+        """Hold ``fut``, written while processing the records from ``first`` (default:
+        ``offset``) to ``offset`` of ``source`` (None: outside any input record);
+        ``before`` is the key's value in the store as it is written."""
+        entry = Held(table, fut, source, offset, first)
         if entry.slot not in self.before:
             self.before[entry.slot] = before
         self.held.append(entry)
@@ -165,10 +184,15 @@ class ChangelogGate:
         return entry.offset < max(upto.get(tp, -1), self.committed.get(tp, -1))
 
     def _releasable(self, upto: Mapping[TP, int] | None) -> list[Held]:
-        """The held records that may go out: an input's records all go, or none of them
-        (its state changes are one), and a key's records go in order (a record after
-        one that waits includes what that one wrote). An input waits if it is not
-        committed, or if one of its records follows a record that waits."""
+        return self._plan(upto)[0]
+
+    def _plan(self, upto: Mapping[TP, int] | None
+              ) -> tuple[list[Held], set[tuple[TP | None, int]]]:
+        """The held records that may go out, and the inputs whose records wait: an
+        input's records all go, or none of them (its state changes are one), and a
+        key's records go in order (a record after one that waits includes what that
+        one wrote). An input waits if it is not committed, or if one of its records
+        follows a record that waits."""
         waiting: set[tuple[TP | None, int]] = {
             (e.source, e.offset) for e in self.held
             if e.source is not None and not self._covered(e, upto)}
@@ -186,7 +210,27 @@ class ChangelogGate:
                 else:
                     out.append(entry)
             if not grew:
-                return out
+                return out, waiting
+
+    def committable(self, upto: Mapping[TP, int]) -> dict[TP, int]:
+        """The offsets of ``upto`` that may be committed now. A partition's offset
+        stops at the first input whose records wait (its offset is not in ``upto``,
+        or one of its records follows, on its key, a record that waits): committing
+        past it would commit the input without its state, which a crash then loses.
+        Holding an offset back can make more inputs wait, so this runs to a fixpoint."""
+        safe = dict(upto)
+        while True:
+            _, waiting = self._plan(safe)
+            first: dict[TP, int] = {}
+            for entry in self.held:
+                if entry.source is not None and (entry.source, entry.offset) in waiting:
+                    first[entry.source] = min(first.get(entry.source, entry.first),
+                                              entry.first)
+            lower = {tp: first[tp] for tp, offset in safe.items()
+                     if tp in first and first[tp] < offset}
+            if not lower:
+                return safe
+            safe.update(lower)
 
     def _batch(self, upto: Mapping[TP, int] | None) -> dict[Slot, list[Held]]:
         """The releasable records by key, in order: only the last of each is produced
@@ -421,10 +465,12 @@ class GatedTable(Table[Any, Any]):
         event = current_event()
         source, offset = (None, -1) if event is None else (event.message.tp,
                                                             event.message.offset)
+        first = None if event is None else _first_offset.get()
         # The value before matters for the first held write of a key only: one store
         # read per key and commit interval, not per write.
         known = gate.remembers(self, fut.message.partition, key)
-        gate.hold(self, fut, ABSENT if known else self.data.get(key, ABSENT), source, offset)
+        gate.hold(self, fut, ABSENT if known else self.data.get(key, ABSENT), source, offset,
+                  first)
         return fut
 
 
@@ -514,7 +560,14 @@ class SourceTransactionManager(TransactionManager):
         if self.failed:
             tid, exc = next(iter(self.failed.items()))
             raise ProducerSendError(f"exactly-once: a send in {tid} failed: {exc!r}")
-        done: bool = await super().commit(offsets, start_new_transaction)
+        try:
+            done: bool = await super().commit(offsets, start_new_transaction)
+        except IllegalOperation:
+            # A partition's transaction has already ended (the worker is stopping): its
+            # offsets do not commit; the next owner applies the inputs again, on the
+            # committed state.
+            log.warning("offsets not committed: their transaction had ended")
+            return False
         return done
 
 
@@ -591,6 +644,14 @@ class GatedConsumer(Consumer):
             if not offsets:
                 return False
         gate: ChangelogGate | None = getattr(self.app, "changelog_gate", None)
+        held_back: dict[TP, tuple[int, int]] = {}
+        if gate is not None:
+            # No input is committed without its state: an offset stops before the
+            # first input whose records wait at the gate.
+            safe = gate.committable(offsets)
+            held_back = {tp: (safe[tp], offset) for tp, offset in offsets.items()
+                         if safe[tp] < offset}
+            offsets = safe
         if gate is not None and self.app.in_transaction:
             # Faust discards the offsets of partitions no longer assigned: only the
             # state of inputs whose offsets are really committed may go out.
@@ -604,10 +665,27 @@ class GatedConsumer(Consumer):
                 # inputs again, on the committed state.
                 log.warning("state not committed: its transaction had ended")
                 return False
-        committed: bool = await super()._commit_offsets(
-            offsets, start_new_transaction=start_new_transaction
-        )
+        try:
+            committed: bool = await super()._commit_offsets(
+                offsets, start_new_transaction=start_new_transaction
+            )
+        finally:
+            self._offer_again(held_back)
         return committed
+
+    def _offer_again(self, held_back: Mapping[TP, tuple[int, int]]) -> None:
+        """Faust took the acks up to the offsets it wanted to commit: those of the
+        inputs held back go back, so that a later commit takes them once their
+        records may go out."""
+        for tp, (start, end) in held_back.items():
+            if tp not in self.assignment():
+                continue  # revoked meanwhile: the next owner processes them again
+            acked, index = self._acked[tp], self._acked_index[tp]
+            for offset in range(start, end):
+                if offset not in index:
+                    index.add(offset)
+                    acked.append(offset)
+            acked.sort()
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         """At least once (Faust flushed the outputs just before): each partition's
