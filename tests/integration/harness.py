@@ -22,7 +22,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-_ports = iter(range(17000, 18000))
+# Web ports of the workers a test process starts; two test processes side by side (a
+# drill beside the suite) need different ranges.
+_PORT_BASE = int(os.environ.get("TACTFUL_TEST_WEB_PORTS", "17000"))
+_ports = iter(range(_PORT_BASE, _PORT_BASE + 1000))
 
 
 @dataclass
