@@ -38,6 +38,7 @@ class Deployment:
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}.")
     app_id: str = field(default_factory=lambda: f"tactful-test-{uuid.uuid4().hex[:8]}")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    web_ports: list[int] = field(default_factory=list)  # each worker's, in start order
     stopped: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
@@ -64,7 +65,8 @@ class Deployment:
         replaces ``tactful worker`` (a test's own entry point)."""
         n = len(self.workers) if slot is None else slot
         env = self.env()
-        env["TACTFUL_WEB_PORT"] = str(next(_ports))
+        port = next(_ports)
+        env["TACTFUL_WEB_PORT"] = str(port)
         env["TACTFUL_DATA_DIR"] = str(self.tmp / f"data-{n}")
         env["TACTFUL_CLOCK"] = self.clock
         log = open(self.tmp / f"worker-{n}.log", "ab")  # noqa: SIM115
@@ -73,7 +75,21 @@ class Deployment:
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp,
         )
         self.workers.append(proc)
+        self.web_ports.append(port)
         return proc
+
+    def metrics(self) -> str:
+        """Every running worker's ``/metrics`` exposition, one after the other."""
+        import urllib.request
+
+        texts = []
+        for proc, port in zip(self.workers, self.web_ports, strict=True):
+            if proc in self.stopped:
+                continue
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                texts.append(r.read().decode())
+        return "\n".join(texts)
 
     def wait_ready(self, members: int, timeout: float = 120.0) -> None:
         """Until the worker group is stable with ``members`` workers (assignment settled)."""

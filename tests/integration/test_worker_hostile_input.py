@@ -4,11 +4,14 @@ its reason, the worker stays up, and the good input after them gives replay's in
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
+from tactful.service.metrics import dead_letter_code
 from tests.integration.harness import deployment, replay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +62,13 @@ def test_hostile_records_are_dead_lettered_and_the_worker_goes_on(kafka_bootstra
         ids = {str(r[f]) for r in rows for f in ("customer_id", "session_id", "sku") if f in r}
         logs = dep.logs()
         assert ids and not [i for i in ids if i in logs], "an id reached the logs"
+        # Each dead letter is counted once, under its reason's code, and no label of
+        # the exposition quotes the hostile input or an id of the story.
+        metrics = dep.metrics()
+        counted: Counter[str] = Counter()
+        for family in text_string_to_metric_families(metrics):
+            for sample in family.samples:
+                if sample.name == "tactful_dead_letters_total":
+                    counted[sample.labels["reason"]] += int(sample.value)
+        assert counted == Counter(dead_letter_code(d["reason"]) for d in letters)
+        assert not [i for i in ids if i in metrics], "an id reached the metrics"

@@ -42,8 +42,10 @@ from typing import Any
 
 import msgspec
 from aiokafka.partitioner import murmur2
+from faust.web import Request, Response, View
 from mode import CrashingSupervisor
 
+from tactful import __version__
 from tactful.adapters.codec import (
     FUTURE,
     Rejected,
@@ -82,6 +84,7 @@ from tactful.core.messages import (
     ErasureMark,
     SkuSignal,
 )
+from tactful.core.outputs import Cancellation
 from tactful.core.policy import Policy
 from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
@@ -91,6 +94,7 @@ from tactful.service.faust.gate import (
     event_context,
     forget_uncommitted_state,
 )
+from tactful.service.metrics import CONTENT_TYPE, Metrics, Tally, count, dead_letter_code
 from tactful.service.settings import Settings, erasure_keys
 
 log = logging.getLogger("tactful.worker")
@@ -252,11 +256,11 @@ class Unit:
     goes out at the end in one record per destination partition (``wire.bundle``), what
     they change is written once per key, and they are acked together."""
 
-    __slots__ = ("bundles", "caches", "clocks", "decisions", "events", "filled", "index",
-                 "intents", "offset", "origin", "partition", "pending", "record", "topic")
+    __slots__ = ("appended", "bundles", "caches", "clocks", "decisions", "filled", "index",
+                 "intents", "lateness", "offset", "origin", "partition", "pending", "record",
+                 "tally", "topic")
 
     def __init__(self, events: list[Any]) -> None:
-        self.events = events
         message = events[0].message
         self.topic: str = message.topic
         self.partition: int = message.partition
@@ -272,6 +276,9 @@ class Unit:
         self.caches: dict[str, StateCache] = {}
         self.clocks: dict[tuple[str, int], PartitionClock] = {}  # changed: saved at the end
         self.pending: dict[bytes, bytes | None] = {}  # stream clock: waiting-input writes
+        self.tally: Tally = {}  # metrics, added at the end (``Metrics.add``)
+        self.lateness: list[float] = []  # wall clock: seconds each timer fired late
+        self.appended: float | None = message.timestamp  # the first record's append time
 
     def begin(self, record: Any) -> None:
         self.record = record
@@ -346,7 +353,44 @@ class Worker:
         self.holders: dict[int, HolderIndex] = {}
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
         self._order = itertools.count()
+        self.metrics = Metrics(__version__, policy.version, self._lag, self._sizes)
         self._register()
+
+    # ---------------------------------------------------------------- metrics
+
+    def _lag(self) -> Iterator[tuple[str, int, int]]:
+        """Records behind the end of each input and internal partition this worker
+        reads (a partition written in transactions ends with a marker: 1 when caught
+        up)."""
+        consumer: Any = self.app.consumer
+        prefix = len(self.settings.topic_prefix)
+        sources = {self.names[name] for name in INPUT_TOPICS + INTERNAL_TOPICS}
+        try:
+            assigned = consumer.assignment()
+        except (AttributeError, RuntimeError):
+            return
+        for tp in sorted(assigned):
+            if tp.topic not in sources:
+                continue
+            try:
+                end = consumer.highwater(tp)
+            except (AttributeError, KeyError, RuntimeError):
+                continue
+            if end is None:
+                continue
+            read = consumer._read_offset.get(tp)  # the last offset handed to a stream
+            yield tp.topic[prefix:], tp.partition, max(end - (read + 1 if read is not None
+                                                               else 0), 0)
+
+    def _sizes(self) -> Iterator[tuple[str, int]]:
+        """Keys per table, for the memory store (counting RocksDB's means reading every
+        key: not at each scrape)."""
+        from faust.stores.memory import Store as MemoryStore
+
+        for name in ("sessions", "customers", "skus", "clocks", "erasures", "pending"):
+            store = getattr(self, name).data
+            if isinstance(store, MemoryStore):
+                yield name, len(store.data)
 
     # ----------------------------------------------------------------- wiring
 
@@ -407,6 +451,12 @@ class Worker:
             await self.on_revoked({tp.partition for tp in tps})
 
         app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
+
+        metrics = self.metrics
+
+        @app.page("/metrics")
+        async def metrics_page(view: View, request: Request) -> Response:
+            return view.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
         self._agents = (sessions_agent, skus_agent, customers_agent, tick, revoked)
 
@@ -522,10 +572,17 @@ class Worker:
 
     def _collect(self, out: Outbox, ts: float, seq: str, u: Unit) -> None:
         """A successful step's outputs into the unit; its local messages applied now."""
+        tally = u.tally
         for key, intent in out.intents:
             u.intents.append((key.encode(), encode(intent)))
+            if isinstance(intent, Cancellation):
+                count(tally, "c", intent.reason)
+            else:
+                count(tally, "i", intent.kind, intent.channel)
         for key, decision in out.decisions:
             u.decisions.append((key.encode(), encode(decision)))
+            count(tally, "d", decision.kind, decision.channel or "none", decision.outcome,
+                  decision.reason or "none")
         n = self.partitions
         for scope, key, msg in out.internal:
             if scope == ERASED:
@@ -568,6 +625,8 @@ class Worker:
             topic = self.topics[name[len(self.settings.topic_prefix):]]
             for chunk in chunks:
                 await topic.send(key=None, value=bundle(chunk), partition=p)
+        latency = None if u.appended is None else time.time() - u.appended
+        self.metrics.add(u.tally, latency, u.lateness)
 
     async def _inputs(self, message: Any, u: Unit
                       ) -> tuple[float | None, list[tuple[Event, float, str]]]:
@@ -607,6 +666,7 @@ class Worker:
                 self._forward(short, target, item, t, item_seq, u)
                 continue
             events.append((item, t, item_seq))
+            count(u.tally, "e", short, type(item).__struct_config__.tag)  # type: ignore[arg-type]
         return None, events
 
     def _forward(self, short: str, partition: int | None, item: Event, t: float, seq: str,
@@ -653,6 +713,7 @@ class Worker:
         await self.dead_letter(u.record, rejected)
 
     async def dead_letter(self, message: Any, rejected: Rejected) -> None:
+        self.metrics.dead_letters.labels(dead_letter_code(rejected.reason)).inc()
         record = dead_letter(rejected, message.topic, message.partition, message.offset)
         await self.topics["deadletter"].send(key=message.key, value=record)
 
@@ -762,6 +823,8 @@ class Worker:
             return
         cache = self._cache(u, scope)
         for due, key, state in timers.due(now, cache.load, self.engine.next_due):
+            if not self.stream_clock:
+                u.lateness.append(time.time() - due)
             out = Outbox()
             kept: SessionState | CustomerState | None
             try:
