@@ -181,7 +181,7 @@ def _produce(args: argparse.Namespace) -> int:
     import logging
 
     from tactful.adapters.producer import ProduceError, produce_file
-    from tactful.core.errors import TransientError
+    from tactful.core.errors import TopicMismatch, TransientError
     from tactful.service.settings import SettingsError, from_env
 
     try:
@@ -199,7 +199,7 @@ def _produce(args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         asyncio.run(produce_file(args.events, settings, args.until))
-    except ProduceError as exc:
+    except (ProduceError, TopicMismatch) as exc:
         raise CliError(str(exc)) from None
     except TransientError as exc:
         print(f"tactful: {exc}", file=sys.stderr)
@@ -208,7 +208,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from tactful.core.errors import TransientError
+    from tactful.core.errors import TopicMismatch, TransientError
     from tactful.core.policy import load_policy
     from tactful.service import worker
     from tactful.service.gc_tuning import relax_gc
@@ -224,6 +224,8 @@ def _worker(args: argparse.Namespace) -> int:
     _quiet_kafka_client()
     try:
         return worker.run(settings, policy)
+    except TopicMismatch as exc:
+        raise CliError(str(exc)) from None
     except TransientError as exc:
         print(f"tactful: {exc}", file=sys.stderr)
         return 1

@@ -261,3 +261,35 @@ def test_a_bad_setting_is_one_line_exit_2(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "TACTFUL_PARTITIONS" in lines[0]
+
+
+def test_an_existing_topic_with_another_partition_count_is_refused_by_name(
+    kafka_bootstrap: str, produce_env: dict[str, str], prefix: str, examples: Path,
+    tmp_path: Path,
+) -> None:
+    # Co-partitioning: a topic with another count would send a key's records to a
+    # partition whose state is another key's. produce and the worker both refuse it.
+    topic = f"{prefix}consent"
+
+    async def create() -> None:
+        from aiokafka.admin import NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, PARTITIONS + 1, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    result = run_produce(produce_env, str(examples))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and topic in lines[0] and "TACTFUL_PARTITIONS" in lines[0], lines
+    env = dict(produce_env, TACTFUL_APP_ID=f"tactful-test-{uuid.uuid4().hex[:8]}",
+               TACTFUL_DATA_DIR=str(tmp_path / "data"), TACTFUL_WEB_PORT="19950")
+    worker = subprocess.run([sys.executable, "-m", "tactful.cli", "worker"], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert worker.returncode == 2, worker.stderr[-2000:]
+    lines = worker.stderr.strip().splitlines()
+    assert len(lines) == 1 and topic in lines[0], lines

@@ -15,9 +15,25 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from tactful.core.errors import TransientError
+from tactful.core.errors import TopicMismatch, TransientError
 
 log = logging.getLogger("tactful.topics")
+
+
+def check_partitions(specs: list[TopicSpec], described: list[dict[str, Any]]) -> None:
+    """Refuse an existing topic whose partition count is not the deployment's: the
+    tables and their inputs are co-partitioned (a key's records and its state are in the
+    partition of the same number), and a topic with another count would silently send a
+    key's records to a partition whose state is another key's."""
+    wanted = {s.name: s.partitions for s in specs}
+    for topic in described:
+        name = topic.get("topic", topic.get("name"))
+        partitions = len(topic.get("partitions") or [])
+        if name in wanted and partitions and partitions != wanted[name]:
+            raise TopicMismatch(
+                f"topic {name} has {partitions} partitions, TACTFUL_PARTITIONS is "
+                f"{wanted[name]}: every tactful topic needs the same count (add partitions "
+                f"to the topic, or set TACTFUL_PARTITIONS to match)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +48,9 @@ async def ensure_topics(
     bootstrap: str, specs: list[TopicSpec], client_options: dict[str, Any] | None = None,
     timeout: float = 60.0,
 ) -> list[str]:
-    """Create the missing topics; return the names created. Existing topics are left alone."""
+    """Create the missing topics; return the names created. Existing topics are left
+    alone, but one whose partition count differs from its spec's is refused
+    (``TopicMismatch``)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     deadline = asyncio.get_running_loop().time() + timeout
     attempt = 0
@@ -53,6 +71,9 @@ async def ensure_topics(
             await asyncio.sleep(min(2.0, 0.25 * 2 ** min(attempt, 3)))
     try:
         existing = set(await admin.list_topics())
+        present = [s.name for s in specs if s.name in existing]
+        if present:
+            check_partitions(specs, await admin.describe_topics(present))
         missing = [s for s in specs if s.name not in existing]
         if missing:
             new = [NewTopic(s.name, s.partitions, s.replication, topic_configs=s.configs)

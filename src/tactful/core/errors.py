@@ -27,6 +27,10 @@ class TransientError(TactfulError):
     """Infrastructure failed in a way that may pass: retry."""
 
 
+class TopicMismatch(TactfulError):
+    """An existing topic does not fit the deployment (its partition count differs)."""
+
+
 class PolicyError(TactfulError):
     """The policy file is invalid."""
 
