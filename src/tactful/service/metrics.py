@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# Seconds from a record's append to the end of its unit; from a timer's due time to
+# Seconds from a record's Kafka timestamp to the end of its unit; from a timer's due time to
 # its firing (wall clock).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -100,7 +100,7 @@ class Metrics:
         self.cancellations = Counter("tactful_cancellations", "Intents cancelled.",
                                      ["reason"], registry=registry)
         self.latency = Histogram("tactful_processing_latency_seconds",
-                                 "From a record's append to the end of its processing.",
+                                 "From a record's Kafka timestamp to the end of its processing.",
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.lateness = Histogram("tactful_timer_lateness_seconds",
                                   "From a trigger's due time to its firing (wall clock).",

@@ -278,7 +278,7 @@ class Unit:
         self.pending: dict[bytes, bytes | None] = {}  # stream clock: waiting-input writes
         self.tally: Tally = {}  # metrics, added at the end (``Metrics.add``)
         self.lateness: list[float] = []  # wall clock: seconds each timer fired late
-        self.appended: float | None = message.timestamp  # the first record's append time
+        self.appended: float | None = message.timestamp  # the first record's Kafka timestamp
 
     def begin(self, record: Any) -> None:
         self.record = record
