@@ -30,3 +30,9 @@ def test_a_topic_with_another_count_is_refused_by_name(name: str) -> None:
 
 def test_topics_tactful_does_not_use_are_not_its_concern() -> None:
     check_partitions(SPECS, [_described("someone-else", 12)])
+
+
+def test_an_output_topic_may_have_any_count() -> None:
+    # Senders read intents and decisions with whatever parallelism suits them.
+    outputs = [TopicSpec("t.intents", 4, copartitioned=False)]
+    check_partitions(outputs, [_described("t.intents", 1)])

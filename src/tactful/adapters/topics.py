@@ -25,7 +25,7 @@ def check_partitions(specs: list[TopicSpec], described: list[dict[str, Any]]) ->
     tables and their inputs are co-partitioned (a key's records and its state are in the
     partition of the same number), and a topic with another count would silently send a
     key's records to a partition whose state is another key's."""
-    wanted = {s.name: s.partitions for s in specs}
+    wanted = {s.name: s.partitions for s in specs if s.copartitioned}
     for topic in described:
         name = topic.get("topic", topic.get("name"))
         partitions = len(topic.get("partitions") or [])
@@ -42,6 +42,9 @@ class TopicSpec:
     partitions: int
     replication: int = 1
     configs: dict[str, str] = field(default_factory=dict)
+    # Inputs, internal topics and changelogs are co-partitioned with the tables: an
+    # existing one must have ``partitions``. Outputs may have any count.
+    copartitioned: bool = True
 
 
 async def ensure_topics(

@@ -399,7 +399,8 @@ class Worker:
         n, r = self.partitions, self.settings.replication
         specs = [TopicSpec(self.settings.topic(name), n, r) for name in INPUT_TOPICS]
         specs += [TopicSpec(self.settings.topic(name), n, r) for name in INTERNAL_TOPICS]
-        specs += [TopicSpec(self.settings.topic(name), n, r) for name in OUTPUT_TOPICS]
+        specs += [TopicSpec(self.settings.topic(name), n, r, copartitioned=False)
+                  for name in OUTPUT_TOPICS]
         # Changelogs too, compacted: erasure's tombstones then remove the keys for good.
         compact = {"cleanup.policy": "compact"}
         for table in (self.sessions, self.customers, self.skus, self.clocks, self.erasures,
