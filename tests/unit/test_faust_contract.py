@@ -58,6 +58,7 @@ SIGNATURES = [
     ("Producer._settings_auth", Producer._settings_auth, []),
     ("Stream.take_events", faust.streams.Stream.take_events, ["max_", "within"]),
     ("Stream.ack", faust.streams.Stream.ack, ["event"]),
+    ("Consumer.highwater", Consumer.highwater, ["tp"]),  # the metrics' lag
     ("server_list", server_list, ["urls", "default_port"]),
 ]
 
@@ -70,7 +71,7 @@ def test_an_overridden_or_called_method_keeps_its_parameters(
 
 # (class, attributes its methods set on instances, which tactful reads or clears)
 INSTANCE_ATTRIBUTES = [
-    (Consumer, ["_acked", "_acked_index", "_gap"]),
+    (Consumer, ["_acked", "_acked_index", "_gap", "_read_offset"]),
     (MemoryStore, ["data", "_key_partition"]),
     (TableManager, ["_recovery"]),
 ]
