@@ -352,6 +352,7 @@ class Worker:
         self.timers: dict[tuple[str, int], TimerIndex[str]] = {}
         self.holders: dict[int, HolderIndex] = {}
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
+        self._watermark_sources: dict[int, tuple[str, ...]] = {}  # per customer partition
         self._order = itertools.count()
         self.metrics = Metrics(__version__, policy.version, self._lag, self._sizes)
         self._register()
@@ -1027,10 +1028,16 @@ class Worker:
             self._buffer(clock, Pending(t, seq_key(seq), next(self._order), item, key))
 
     def _watermark_of(self, p: int, clock: PartitionClock) -> float:
-        n = self.partitions
-        names = [f"session:{q}" for q in range(n)] + [f"sku:{q}" for q in range(n)]
-        names += [f"consent:{p}", f"feedback:{p}"]
-        return min(clock.sources.get(name, NEG_INF) for name in names)
+        """The customer partition's watermark: the earliest of its sources' clocks (every
+        session and sku partition, and its own consent and feedback partitions)."""
+        names = self._watermark_sources.get(p)
+        if names is None:
+            n = self.partitions
+            names = self._watermark_sources[p] = (
+                *(f"session:{q}" for q in range(n)), *(f"sku:{q}" for q in range(n)),
+                f"consent:{p}", f"feedback:{p}")
+        get = clock.sources.get
+        return min(get(name, NEG_INF) for name in names)
 
     async def _release(self, p: int, u: Unit) -> None:
         """Apply, in (time, sequence) order, every buffered input the watermark has passed."""
