@@ -71,7 +71,7 @@ def test_a_key_deleted_in_the_unit_is_written_as_a_delete() -> None:
 
 def _event(topic: str, partition: int, offset: int) -> Any:
     message = SimpleNamespace(topic=topic, partition=partition, offset=offset,
-                              tp=(topic, partition))
+                              tp=(topic, partition), timestamp=1_780_000_000.0 + offset)
     return SimpleNamespace(message=message)
 
 
