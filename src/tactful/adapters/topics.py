@@ -74,7 +74,7 @@ async def ensure_topics(
             await asyncio.sleep(min(2.0, 0.25 * 2 ** min(attempt, 3)))
     try:
         existing = set(await admin.list_topics())
-        present = [s.name for s in specs if s.name in existing]
+        present = [s.name for s in specs if s.copartitioned and s.name in existing]
         if present:
             check_partitions(specs, await admin.describe_topics(present))
         missing = [s for s in specs if s.name not in existing]

@@ -824,9 +824,10 @@ class Worker:
         if first is None or first > now:
             return
         cache = self._cache(u, scope)
+        wall = None if self.stream_clock else time.time()  # for the timers' lateness
         for due, key, state in timers.due(now, cache.load, self.engine.next_due):
-            if not self.stream_clock:
-                u.lateness.append(time.time() - due)
+            if wall is not None:
+                u.lateness.append(wall - due)
             out = Outbox()
             kept: SessionState | CustomerState | None
             try:

@@ -677,8 +677,9 @@ class GatedConsumer(Consumer):
         """Faust took the acks up to the offsets it wanted to commit: those of the
         inputs held back go back, so that a later commit takes them once their
         records may go out."""
+        assigned = self.assignment() if held_back else set()
         for tp, (start, end) in held_back.items():
-            if tp not in self.assignment():
+            if tp not in assigned:
                 continue  # revoked meanwhile: the next owner processes them again
             acked, index = self._acked[tp], self._acked_index[tp]
             for offset in range(start, end):
