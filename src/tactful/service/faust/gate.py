@@ -585,9 +585,11 @@ class GatedConsumer(Consumer):
     """
 
     revoking: frozenset[TP] = frozenset()
+    revocations = 0  # how many rebalances have revoked partitions here
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.revoking = frozenset(revoked)
+        self.revocations += 1
         await super().on_partitions_revoked(revoked)
         for tp in revoked:  # acks that came in after Faust forgot the rest
             self._acked.pop(tp, None)
@@ -645,6 +647,7 @@ class GatedConsumer(Consumer):
                 return False
         gate: ChangelogGate | None = getattr(self.app, "changelog_gate", None)
         held_back: dict[TP, tuple[int, int]] = {}
+        revocations = self.revocations
         if gate is not None:
             # No input is committed without its state: an offset stops before the
             # first input whose records wait at the gate.
@@ -670,7 +673,10 @@ class GatedConsumer(Consumer):
                 offsets, start_new_transaction=start_new_transaction
             )
         finally:
-            self._offer_again(held_back)
+            if self.revocations == revocations:
+                # (after a rebalance meanwhile, the partitions start again from their
+                # committed offsets: acks of that time would skip inputs)
+                self._offer_again(held_back)
         return committed
 
     def _offer_again(self, held_back: Mapping[TP, tuple[int, int]]) -> None:
