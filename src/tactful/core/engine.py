@@ -19,6 +19,7 @@ deleted. Messages for another scope go to ``Outbox.internal``; the runtime
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TypeVar
 
 from tactful.core.events import (
@@ -47,6 +48,7 @@ from tactful.core.events import (
     StorefrontEvent,
     StorefrontEvents,
     Unsubscribed,
+    type_of,
     verified_customer,
 )
 from tactful.core.guardrails import Check, Firing, judge
@@ -77,6 +79,8 @@ from tactful.core.state import (
     CartLine,
     Consent,
     CustomerState,
+    Decided,
+    Noted,
     Sent,
     SessionState,
     SkuState,
@@ -237,7 +241,11 @@ class Engine:
                 return None
         if not self._admitted(st, mark, msg, t):
             return st
-        return self._revived(self._on_customer(st, msg, t, out), st, mark)
+        before = len(out.decisions)
+        kept = self._revived(self._on_customer(st, msg, t, out), st, mark)
+        if kept is not None:
+            self._note_decisions(kept, out, before)
+        return kept
 
     def _admitted(
         self, st: SessionState | CustomerState | None, mark: ErasureMark | None,
@@ -266,12 +274,14 @@ class Engine:
             st = st or CustomerState(msg.customer_id)
             if not self._first_time(st.seen, msg.event.event_id, t):
                 return st
+            self._note(st, t, type_of(msg.event), getattr(msg.event, "sku", None))
             self._note_session(st, msg.session_id, t)
             if not isinstance(msg.event, Login):
                 self._activity(st, st, msg.session_id, msg.event, t, out)
             return st
         if isinstance(msg, SkuSignal):
             if st is not None and self._first_time(st.seen, f"{msg.event_id}\x1f{msg.sku}", t):
+                self._note(st, t, msg.signal, msg.sku)
                 self._sku_signal(st, msg, out)
             return st
         if isinstance(msg, AdoptSession):
@@ -287,6 +297,7 @@ class Engine:
             st = CustomerState(customer_id)
         if not self._first_time(st.seen, msg.event_id, t):
             return st
+        self._note(st, t, type_of(msg), getattr(msg, "channel", None))
         if isinstance(msg, ConsentGranted | ConsentRevoked):
             known = st.consents.get(msg.channel)
             if isinstance(msg, ConsentGranted):
@@ -319,12 +330,37 @@ class Engine:
         return st
 
     def advance_customer(self, st: CustomerState, now: float, out: Outbox) -> CustomerState:
+        before = len(out.decisions)
         for due, kind, target in self._due(st, now):
             firing = self._take_firing(st, kind, target, due)
             if firing is not None:
                 self._decide(st, firing, max(now, due) if due < now else due, out)
         self._tidy(st, now, out)
+        self._note_decisions(st, out, before)
         return st
+
+    # ---------------------------------------------------------------- timeline
+
+    def _note(self, st: CustomerState, t: float, type_: str, detail: str | None) -> None:
+        """Keep an input in the customer's timeline (explain), the latest few only."""
+        keep = self.policy.explain_inputs
+        if keep:
+            st.inputs.append(Noted(t, type_, detail))
+            if len(st.inputs) > keep:
+                del st.inputs[:-keep]
+
+    def _note_decisions(self, st: CustomerState, out: Outbox, start: int) -> None:
+        """Keep the decisions about this customer that a step made since ``start``."""
+        keep = self.policy.explain_decisions
+        if not keep or len(out.decisions) == start:
+            return
+        for key, d in out.decisions[start:]:
+            if key == st.customer_id:
+                at = datetime.fromisoformat(d.at).timestamp()  # decisions are few
+                st.decisions.append(
+                    Decided(at, d.kind, d.channel, d.outcome, d.reason, d.intent_id))
+        if len(st.decisions) > keep:
+            del st.decisions[:-keep]
 
     # --------------------------------------------------------------------- sku
 
@@ -376,6 +412,11 @@ class Engine:
             if due is not None and due < best:
                 best = due
         return None if best == float("inf") else best
+
+    def pending_triggers(self, st: Holder) -> list[tuple[float, str, str]]:
+        """Every trigger waiting in ``st``: (due, kind, cart session id or product id), in
+        the order they would fire."""
+        return self._due(st, float("inf"))
 
     def _pending_list(self, st: Holder) -> list[tuple[float, str, str]]:
         pending: list[tuple[float, str, str]] = []

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tactful.core.policy import Policy
+from tactful.core.policy import FrequencyCap, Policy
 from tactful.core.quiet_hours import next_allowed, zone
-from tactful.core.state import CustomerState
+from tactful.core.state import CustomerState, Sent
 
 
 @dataclass(slots=True)
@@ -98,16 +98,21 @@ def frequency_caps(c: Check) -> str | None:
     for cap in c.policy.frequency_caps:
         if cap.channel is not None and cap.channel != c.channel:
             continue
-        since = c.firing.created_at - cap.window
-        count = 0
-        for sent in c.customer.sent:
-            if sent.cancelled or sent.created_at <= since:
-                continue
-            if cap.channel is None or sent.channel == cap.channel:
-                count += 1
-        if count >= cap.max:
+        if cap_usage(cap, c.customer.sent, c.firing.created_at) >= cap.max:
             return "frequency_cap"
     return None
+
+
+def cap_usage(cap: FrequencyCap, sent: list[Sent], now: float) -> int:
+    """How many of the intents a customer was sent count against ``cap`` at ``now``."""
+    since = now - cap.window
+    count = 0
+    for s in sent:
+        if s.cancelled or s.created_at <= since:
+            continue
+        if cap.channel is None or s.channel == cap.channel:
+            count += 1
+    return count
 
 
 def cooldown(c: Check) -> str | None:

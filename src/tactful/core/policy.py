@@ -80,6 +80,9 @@ class Policy:
     # an input's ts may lie, and how long an erasure mark refuses late inputs.
     max_future_skew: float = 900.0
     late_input_window: float = 30 * 86400.0
+    # How many of a customer's latest inputs and decisions explain shows ([explain]).
+    explain_inputs: int = 20
+    explain_decisions: int = 50
 
     @property
     def longest_memory(self) -> float:
@@ -219,7 +222,7 @@ class _Reader:
         top = {
             "version", "default_timezone", "validity", "dedup_window", "session_ttl", "triggers",
             "quiet_hours", "frequency_caps", "cooldown", "min_lag", "sensitive",
-            "max_future_skew", "late_input_window",
+            "max_future_skew", "late_input_window", "explain",
         }
         unknown = sorted(set(doc) - top)
         if unknown:
@@ -315,6 +318,14 @@ class _Reader:
         skew = self.duration(doc, "max_future_skew", "max_future_skew", default="15m")
         if skew > 86400:
             raise self.fail("max_future_skew", "must be at most 1d")
+        explain = self.table(doc, "explain", {"inputs", "decisions"})
+        kept = {"inputs": 20, "decisions": 50}
+        for key in kept:
+            if key in explain:
+                n = self.number(explain, key, f"explain.{key}", 0, 1000)
+                if not n.is_integer():
+                    raise self.fail(f"explain.{key}", f"must be a whole number, got {n:g}")
+                kept[key] = int(n)
 
         return Policy(
             version=version,
@@ -357,4 +368,6 @@ class _Reader:
             sensitive=frozenset(cats),
             max_future_skew=skew,
             late_input_window=late,
+            explain_inputs=kept["inputs"],
+            explain_decisions=kept["decisions"],
         )

@@ -83,6 +83,27 @@ class SessionState(Struct, gc=False, omit_defaults=True):
     erased_seen: frozenset[str] = frozenset()
 
 
+class Noted(Struct, gc=False, array_like=True):
+    """An input the customer's timeline keeps (explain): its type and the channel or sku
+    it was about."""
+
+    at: float
+    type: str
+    detail: str | None = None
+
+
+class Decided(Struct, gc=False, array_like=True):
+    """A decision the customer's timeline keeps (explain); the full record is on the
+    decisions topic."""
+
+    at: float
+    kind: str
+    channel: str | None
+    outcome: str
+    reason: str | None
+    intent_id: str | None = None
+
+
 class CustomerState(Struct, gc=False, omit_defaults=True):
     customer_id: str
     schema_version: int = SCHEMA_VERSION
@@ -99,6 +120,9 @@ class CustomerState(Struct, gc=False, omit_defaults=True):
     gift_sessions: list[str] = []
     sent: list[Sent] = []
     sessions: list[str] = []  # sessions bound to this customer, for erasure
+    # The latest inputs and decisions, as many as the policy keeps ([explain]).
+    inputs: list[Noted] = []
+    decisions: list[Decided] = []
     # Back after an erasure: inputs stamped before it, and repeats of the event ids it
     # had seen (hashes, kept for the dedup window), are still not applied.
     erased_at: float | None = None
