@@ -87,3 +87,23 @@ def test_the_worker_refuses_a_bad_setting_in_one_line_before_touching_kafka() ->
     assert result.stderr.decode().strip().splitlines() == [
         "tactful: TACTFUL_PARTITIONS must be a whole number, got 'lots'"
     ]
+
+
+def test_the_admin_token_is_long_enough_and_the_advertised_url_is_a_url() -> None:
+    from tactful.service.settings import advertised_url
+
+    with pytest.raises(SettingsError, match="TACTFUL_ADMIN_TOKEN must be at least 16"):
+        from_env({"TACTFUL_ADMIN_TOKEN": "short"})
+    assert from_env({"TACTFUL_ADMIN_TOKEN": "x" * 16}).admin_token == "x" * 16
+    assert from_env({}).admin_token is None
+    for bad in ("tactful-0:6066", "ftp://a:1", "http://a:1/path"):
+        with pytest.raises(SettingsError, match="TACTFUL_ADVERTISED_URL"):
+            from_env({"TACTFUL_ADVERTISED_URL": bad})
+    given = from_env({"TACTFUL_ADVERTISED_URL": "http://tactful-0.tactful.shop.svc:6066/"})
+    assert advertised_url(given) == "http://tactful-0.tactful.shop.svc:6066"
+    local = from_env({"TACTFUL_WEB_HOST": "127.0.0.1", "TACTFUL_WEB_PORT": "7001"})
+    assert advertised_url(local) == "http://127.0.0.1:7001"
+    import socket
+
+    everywhere = from_env({"TACTFUL_WEB_HOST": "0.0.0.0"})
+    assert advertised_url(everywhere) == f"http://{socket.gethostname()}:6066"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -57,6 +58,8 @@ class Settings:
     erasure_key: str | None = None
     erasure_key_previous: str | None = None
     connect_timeout: float = 60.0
+    admin_token: str | None = None  # bearer token of the admin API; the API is off without it
+    advertised_url: str | None = None  # where the other workers reach this one's web server
 
     @property
     def broker_url(self) -> str:
@@ -137,6 +140,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "ssl_keyfile": env.get("TACTFUL_SSL_KEYFILE") or None,
         "erasure_key": env.get("TACTFUL_ERASURE_KEY") or None,
         "erasure_key_previous": env.get("TACTFUL_ERASURE_KEY_PREVIOUS") or None,
+        "admin_token": env.get("TACTFUL_ADMIN_TOKEN") or None,
+        "advertised_url": env.get("TACTFUL_ADVERTISED_URL") or None,
     }
     values["connect_timeout"] = _seconds(env, "TACTFUL_CONNECT_TIMEOUT", 60.0, 1.0, 600.0)
     _check_bootstrap(str(values["bootstrap"]))
@@ -160,7 +165,28 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         settings.sasl_username and settings.sasl_password
     ):
         raise SettingsError("SASL needs TACTFUL_SASL_USERNAME and TACTFUL_SASL_PASSWORD")
+    if settings.admin_token is not None and len(settings.admin_token) < 16:
+        raise SettingsError("TACTFUL_ADMIN_TOKEN must be at least 16 characters")
+    if settings.advertised_url is not None and not _URL.match(settings.advertised_url):
+        raise SettingsError(
+            f"TACTFUL_ADVERTISED_URL must be http://host:port, got {settings.advertised_url!r}")
     return settings
+
+
+_URL = re.compile(r"^https?://[^/\s:]+(?::\d{1,5})?/?$")
+
+
+def advertised_url(settings: Settings) -> str:
+    """The URL the other workers of the group use to reach this worker's web server
+    (the admin API routes a customer's request to the worker that owns it). Without
+    ``TACTFUL_ADVERTISED_URL``: the web host, or this machine's name when the server
+    listens on every interface."""
+    if settings.advertised_url:
+        return settings.advertised_url.rstrip("/")
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (a comparison, not a bind)
+        host = socket.gethostname()
+    return f"http://{host}:{settings.web_port}"
 
 
 _HOST_PORT = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$")
