@@ -89,8 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="secret of the erasure marks (default: TACTFUL_ERASURE_KEY, "
                         "else the local key)")
 
-    explain = sub.add_parser("explain", help="a customer's timeline of decisions")
+    explain = sub.add_parser(
+        "explain", help="a customer's timeline: inputs, decisions and why, what is pending",
+        description="Ask a running worker (--url; the bearer token from TACTFUL_ADMIN_TOKEN) "
+        "or replay a file of events (--events).")
     explain.add_argument("customer_id", metavar="CUSTOMER_ID")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", metavar="URL", help="a worker's web server, e.g. "
+                        "http://127.0.0.1:6066 (any worker of the group answers)")
+    source.add_argument("--events", metavar="FILE", help="replay these events (JSON lines)")
+    explain.add_argument("--policy", metavar="FILE", help="with --events: policy TOML")
+    explain.add_argument("--until", type=_timestamp, metavar="TS",
+                         help="with --events: the clock at the end (default: the last event)")
+    explain.add_argument("--json", action="store_true", help="print the JSON document")
     return parser
 
 
@@ -106,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args)
         if args.command == "produce":
             return _produce(args)
+        if args.command == "explain":
+            return _explain(args)
         raise CliError(f"'tactful {args.command}' is not implemented yet")
     except PolicyError as exc:
         print(f"tactful: policy error: {exc}", file=sys.stderr)
@@ -238,6 +251,66 @@ def _quiet_kafka_client() -> None:
 
     logging.basicConfig(level=logging.WARNING, format="tactful: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from tactful.core.explain import Timeline, render
+
+    if args.url is not None:
+        if args.policy or args.until is not None:
+            raise CliError("--policy and --until go with --events; a worker uses its own")
+        from tactful.service.explain_client import ExplainError, fetch_timeline
+
+        try:
+            raw = fetch_timeline(args.url, args.customer_id,
+                                 os.environ.get("TACTFUL_ADMIN_TOKEN") or None)
+        except ExplainError as exc:
+            raise CliError(str(exc)) from None
+    else:
+        raw = _explain_replay(args)
+    if args.json:
+        sys.stdout.buffer.write(raw + b"\n")
+        return 0
+    try:
+        found = msgspec.json.decode(raw, type=Timeline)
+    except msgspec.DecodeError:
+        raise CliError("the worker's answer is not a timeline") from None
+    sys.stdout.write(render(found))
+    return 0
+
+
+def _explain_replay(args: argparse.Namespace) -> bytes:
+    import io
+
+    import msgspec
+
+    from tactful.core.engine import Engine
+    from tactful.core.explain import timeline
+    from tactful.core.messages import LOCAL_ERASURE_SECRET, ErasureKeys
+    from tactful.core.pipeline import Pipeline
+    from tactful.core.policy import load_policy
+    from tactful.service.replay import replay_lines
+
+    policy = load_policy(args.policy)
+    secret = os.environ.get("TACTFUL_ERASURE_KEY") or ""
+    engine = Engine(policy, erasure=ErasureKeys(secret.encode() or LOCAL_ERASURE_SECRET))
+    pipeline = Pipeline(engine)
+    with ExitStack() as stack:
+        try:
+            source = stack.enter_context(open(args.events, "rb"))
+        except OSError as exc:
+            raise CliError(f"cannot read {args.events}: {exc.strerror}") from None
+        sink = io.BytesIO()
+        stats = replay_lines(source, engine, sink, sink, until=args.until, pipeline=pipeline,
+                             now=time.time(), tail=0.0)
+    if stats.rejected:
+        print(f"tactful: {args.events}: {stats.rejected} line(s) rejected, left out",
+              file=sys.stderr)
+    now = pipeline.clock if pipeline.clock != float("-inf") else time.time()
+    st = pipeline.customers.get(args.customer_id)
+    return msgspec.json.encode(timeline(engine, args.customer_id, st, now))
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -91,6 +91,20 @@ class Deployment:
                 texts.append(r.read().decode())
         return "\n".join(texts)
 
+    def get(self, slot: int, path: str, headers: dict[str, str] | None = None,
+            method: str = "GET") -> tuple[int, bytes]:
+        """One request to the web server of the worker started ``slot``-th: status, body."""
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.web_ports[slot]}{path}"
+        request = urllib.request.Request(url, headers=headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
     def wait_ready(self, members: int, timeout: float = 120.0) -> None:
         """Until the worker group is stable with ``members`` workers (assignment settled)."""
         asyncio.run(self._wait_ready(members, timeout))
@@ -132,9 +146,11 @@ class Deployment:
         for proc in self.workers:
             self.stop(proc)
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def cli(self, *args: str, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run(  # noqa: PLW1510 - checked below, with stderr
-            [sys.executable, "-m", "tactful.cli", *args], env=self.env(), cwd=self.tmp,
+            [sys.executable, "-m", "tactful.cli", *args], env={**self.env(), **(env or {})},
+            cwd=self.tmp,
             capture_output=True, timeout=300,
         )
         if check and result.returncode != 0:

@@ -8,15 +8,18 @@ test_worker_restart.py.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.harness import deployment, merge_stories, replay
+from tests.integration.harness import Deployment, deployment, merge_stories, replay
 
 ROOT = Path(__file__).resolve().parents[2]
 STORIES = sorted(p for p in (ROOT / "tests" / "scenarios").iterdir()
@@ -26,8 +29,11 @@ UNTIL = "2026-11-30T00:00:00Z"
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_scenario_stories(kafka_bootstrap: str, tmp_path: Path, workers: int) -> None:
+    """Then, with two workers, the admin API: every customer's timeline, asked of either
+    worker, is the one replay gives (SPEC §7: any worker answers, whichever owns the key)."""
     events = merge_stories(STORIES, tmp_path / "stories.jsonl")
-    with deployment(kafka_bootstrap, tmp_path) as dep:
+    env = {"TACTFUL_ADMIN_TOKEN": ADMIN_TOKEN} if workers == 2 else {}
+    with deployment(kafka_bootstrap, tmp_path, extra_env=env) as dep:
         for _ in range(workers):
             dep.start_worker()
         dep.wait_ready(workers)
@@ -36,6 +42,70 @@ def test_scenario_stories(kafka_bootstrap: str, tmp_path: Path, workers: int) ->
         assert expected, "the stories must produce intents"
         intents, _ = dep.outputs(at_least=len(expected))
         assert intents == expected, dep.logs()[-3000:]
+        if workers == 1:
+            # Without TACTFUL_ADMIN_TOKEN the admin API does not exist; the probes do.
+            assert dep.get(0, "/customers/cust-ben/decisions")[0] == 404
+            assert dep.get(0, "/healthz") == (200, b"ok\n")
+            assert dep.get(0, "/readyz") == (200, b"ready\n")
+        else:
+            _check_explain(dep, events)
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+def _check_explain(dep: Deployment, events: Path) -> None:
+    from tactful.core.engine import Engine
+    from tactful.core.explain import timeline
+    from tactful.core.pipeline import Pipeline
+    from tactful.core.policy import load_policy
+    from tactful.service.replay import replay_lines
+    from tactful.service.worker import partition_of
+
+    engine = Engine(load_policy())
+    pipeline = Pipeline(engine)
+    with events.open("rb") as lines:
+        replay_lines(lines, engine, io.BytesIO(), io.BytesIO(), until=parse_ts(UNTIL),
+                     pipeline=pipeline)
+    customers = sorted({orjson.loads(line).get("customer_id") for line in
+                        events.read_bytes().splitlines()} - {None})
+    assert {partition_of(c.encode(), dep.partitions) for c in customers} == set(
+        range(dep.partitions)), "the stories' customers must span every partition"
+    # Each worker owns some of the customer partitions: some answers were forwarded.
+    for slot in (0, 1):
+        owned = re.findall(r'tactful_consumer_lag\{partition="(\d)",topic="customer-events"',
+                           dep.get(slot, "/metrics")[1].decode())
+        assert owned, f"worker {slot} owns no customer partition"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for customer in customers:
+        want = orjson.loads(msgspec.json.encode(
+            timeline(engine, customer, pipeline.customers.get(customer), parse_ts(UNTIL))))
+        for slot in (0, 1):
+            status, body = dep.get(slot, f"/customers/{customer}/decisions", auth)
+            assert status == 200, (slot, customer, body)
+            assert orjson.loads(body) == want, (slot, customer)
+    assert any(orjson.loads(dep.get(0, f"/customers/{c}/decisions", auth)[1])["decisions"]
+               for c in customers)
+    # Refused without the token, with a wrong one, for another method, for a bad id.
+    path = f"/customers/{customers[0]}/decisions"
+    assert dep.get(0, path)[0] == 401
+    assert dep.get(1, path, {"Authorization": "Bearer not-the-token-000000"})[0] == 401
+    assert dep.get(0, path, auth, method="POST")[0] == 405
+    assert dep.get(0, f"/customers/{'x' * 300}/decisions", auth)[0] == 400
+    # The command line, against a worker and from the file, prints the same timeline.
+    one = customers[0]
+    url = f"http://127.0.0.1:{dep.web_ports[1]}"
+    from_worker = dep.cli("explain", one, "--url", url).stdout
+    from_file = dep.cli("explain", one, "--events", str(events), "--until", UNTIL).stdout
+    assert from_worker == from_file
+    assert from_worker.startswith(f"customer {one}, as of {UNTIL}\n".encode())
+    refused = dep.cli("explain", one, "--url", url, check=False,
+                      env={"TACTFUL_ADMIN_TOKEN": ""})
+    assert refused.returncode == 2 and b"TACTFUL_ADMIN_TOKEN" in refused.stderr
+
+
+def parse_ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -37,15 +37,19 @@ def replay_lines(
     source: str = "replay",
     on_reject: Callable[[int, str], None] | None = None,
     now: float | None = None,
+    pipeline: Pipeline | None = None,
+    tail: float = DEFAULT_TAIL,
 ) -> ReplayStats:
     """Feed every line to one pipeline, writing outputs in emission order.
 
     ``now`` is the processing time that bounds future timestamps (``tactful replay``
     passes the wall clock, or ``--now``; None sets no bound): an event stamped more than
     the policy's ``max_future_skew`` after it is rejected as ``future_timestamp``, as
-    the worker does against its wall clock.
+    the worker does against its wall clock. Without ``until`` the clock runs on ``tail``
+    seconds past the last event. ``pipeline`` keeps the state, for a caller that reads it
+    after (explain).
     """
-    pipeline = Pipeline(engine)
+    pipeline = pipeline or Pipeline(engine)
     out = Outbox()
     stats = ReplayStats()
     last = float("-inf")
@@ -95,7 +99,7 @@ def replay_lines(
             feed(number, line, item, None)
         if out.intents or out.decisions:
             _flush(out, intents_out, decisions_out, stats)
-    end = until if until is not None else last + DEFAULT_TAIL
+    end = until if until is not None else last + tail
     if end != float("-inf"):
         pipeline.advance(end, out)
         _flush(out, intents_out, decisions_out, stats)

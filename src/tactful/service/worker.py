@@ -77,6 +77,7 @@ from tactful.core.events import (
     StockLevel,
     StorefrontEvent,
 )
+from tactful.core.explain import timeline
 from tactful.core.links import LinkSigner
 from tactful.core.messages import (
     CartIndex,
@@ -88,6 +89,7 @@ from tactful.core.outputs import Cancellation
 from tactful.core.policy import Policy
 from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
+from tactful.service import admin
 from tactful.service.faust.app import TactfulApp, bytes_table, create_app
 from tactful.service.faust.gate import (
     SourceTransactionManager,
@@ -460,7 +462,40 @@ class Worker:
         async def metrics_page(view: View, request: Request) -> Response:
             return view.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
+        @app.page("/healthz")
+        async def healthz(view: View, request: Request) -> Response:
+            return view.text("ok\n")
+
+        @app.page("/readyz")
+        async def readyz(view: View, request: Request) -> Response:
+            if admin.ready(app):
+                return view.text("ready\n")
+            return view.text("not ready: joining the group or recovering state\n", status=503)
+
+        token = self.settings.admin_token
+        if token:
+            api = admin.Admin(
+                app, token, lambda key: partition_of(key.encode(), self.partitions),
+                self.customers.changelog_topic.get_topic_name, self.explain,
+            )
+
+            @app.page("/customers/{customer_id}/decisions")
+            async def decisions(view: View, request: Request, customer_id: str) -> Response:
+                return await api.decisions(view, request, customer_id)
+
         self._agents = (sessions_agent, skus_agent, customers_agent, tick, revoked)
+
+    def explain(self, customer_id: str, partition: int) -> bytes:
+        """The customer's timeline as JSON, from this worker's table (the admin API asks
+        the owner of ``partition``). Its time is the partition's event time with the stream
+        clock, the wall clock otherwise."""
+        raw = self.customers.get(customer_id.encode())
+        st = decode_state(CustomerState, raw) if raw is not None else None
+        now = time.time()
+        clock = self.partition_clocks.get((CUSTOMER, partition))
+        if self.stream_clock and clock is not None and clock.clock != NEG_INF:
+            now = clock.clock
+        return msgspec.json.encode(timeline(self.engine, customer_id, st, now))
 
     async def _batches(self, stream: Any, agent: str,
                        handle: Callable[[Unit, Any], Awaitable[None]]) -> None:

@@ -16,7 +16,7 @@ from faust.types import TransportT
 
 from tactful.service.faust.gate import ChangelogGate, CommitBarrier, GatedTable, GatedTransport
 from tactful.service.faust.recovery import CommittedTableManager
-from tactful.service.settings import Settings
+from tactful.service.settings import Settings, advertised_url
 from tactful.service.state_commit import StateTransactions
 
 
@@ -71,6 +71,8 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> T
         "web_host": settings.web_host,
         "web_port": settings.web_port,
         "web_bind": settings.web_host,
+        # Where the other workers reach this one: the admin API routes to a key's owner.
+        "canonical_url": advertised_url(settings),
         # Short: each unit of a batch sends its outputs and bundles together anyway, and
         # a stock drop crosses two hops before its intent is out (latency, BENCHMARKS).
         "producer_linger": 0.005,
