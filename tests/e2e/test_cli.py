@@ -67,7 +67,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         ("replay", str(tmp_path / "missing.jsonl")),
         ("replay", str(STORY), "--policy", str(policy)),
         ("generate", "--customers", "-1", "--events", "3"),
-        ("explain", "cust-1"),
+        ("explain", "cust-1"),  # neither --url nor --events
     ]
     for args in cases:
         result = tactful(*args)
@@ -199,3 +199,49 @@ def test_produce_refuses_an_until_in_the_future() -> None:
                   TACTFUL_BOOTSTRAP="127.0.0.1:1")
     assert result.returncode == 2
     assert result.stderr.count(b"\n") == 1 and b"--until lies in the future" in result.stderr
+
+
+LADDER = ROOT / "tests" / "scenarios" / "call_after_email_ladder" / "events.jsonl"
+
+
+def test_explain_from_a_file_prints_the_customer_timeline() -> None:
+    # The ladder story (story.md): Ben's cart got its email 4 h after he left it, then the
+    # call 48 h after the cart; both consents and his time zone are known.
+    result = tactful("explain", "cust-ben", "--events", str(LADDER),
+                     "--until", "2026-06-01T00:00:00Z")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "customer cust-ben, as of 2026-06-01T00:00:00Z"
+    assert "  email  granted 2026-05-01T12:00:00Z (account_signup)" in lines
+    assert "  phone  granted 2026-05-01T12:05:00Z (sales_callback_optin)" in lines
+    assert "preferences: time zone America/Chicago" in lines
+    decided = [line for line in lines if "  decision  " in line]
+    assert [d.split("  decision  ")[1].split(" -> ")[0] for d in decided] == [
+        "abandoned_cart on email: emitted", "assist_offer on phone: emitted"]
+    assert decided[0].startswith("  2026-05-11T22:00:00Z")
+    assert decided[1].startswith("  2026-05-13T18:00:00Z")
+    doc = orjson.loads(tactful("explain", "cust-ben", "--events", str(LADDER), "--json",
+                               "--until", "2026-06-01T00:00:00Z").stdout)
+    assert doc["known"] is True and doc["pending"] == []
+    assert [c["used"] for c in doc["caps"]] == [0, 0, 0]  # both intents are weeks old
+    unknown = tactful("explain", "cust-nobody", "--events", str(LADDER))
+    assert unknown.returncode == 0 and b"holds nothing" in unknown.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--url", "ftp://x"], b"--url must be http://host:port"),
+    (["--url", "http://127.0.0.1:1"], b"TACTFUL_ADMIN_TOKEN must be set"),
+    (["--url", "http://127.0.0.1:1", "--until", "2026-01-01T00:00:00Z"], b"go with --events"),
+    (["--events", "/nonexistent/events.jsonl"], b"cannot read"),
+])
+def test_explain_errors_are_one_line(args: list[str], says: bytes) -> None:
+    result = _run(["explain", "cust-1", *args])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count(b"\n") == 1 and says in result.stderr, result.stderr
+
+
+def test_explain_reports_an_unreachable_worker_in_one_line() -> None:
+    result = _run(["explain", "cust-1", "--url", "http://127.0.0.1:1"],
+                  TACTFUL_ADMIN_TOKEN="x" * 20)
+    assert result.returncode == 2
+    assert result.stderr.count(b"\n") == 1 and b"cannot reach http://127.0.0.1:1" in result.stderr

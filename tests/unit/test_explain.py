@@ -126,8 +126,9 @@ def test_explain_limits_are_checked(bad: str) -> None:
 def test_the_timeline_is_plain_json() -> None:
     s = _cart_story()
     doc = msgspec.json.decode(msgspec.json.encode(_timeline(s.until(5), 5)))
+    # Every key, always (an empty list rather than a missing key).
     assert set(doc) == {"customer_id", "as_of", "known", "inputs", "decisions", "pending",
-                        "consent", "preferences", "caps", "sent"}
+                        "consent", "do_not_contact", "preferences", "caps", "sent"}
     assert doc["decisions"][0]["outcome"] == "emitted"
 
 

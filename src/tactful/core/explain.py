@@ -70,7 +70,7 @@ class Preferences(Struct, frozen=True, omit_defaults=True):
     opted_in: list[str] = []
 
 
-class Timeline(Struct, frozen=True, omit_defaults=True):
+class Timeline(Struct, frozen=True):
     customer_id: str
     as_of: str  # the clock the answer was computed at (cap usage depends on it)
     known: bool  # False: tactful holds nothing for this customer (never seen, or erased)
