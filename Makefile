@@ -13,7 +13,7 @@ BENCH_KAFKA_PORT ?= 39492
 BENCH_COMPARE_FLAGS ?=
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install lint unit integration test drills compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
+.PHONY: help install prometheus-tools lint unit integration test drills compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
@@ -45,8 +45,16 @@ schemas: install
 unit: install
 	$(PY) -m pytest $(PYTEST_FLAGS) -n 2 tests/unit tests/property tests/scenarios tests/e2e
 
+# prometheus and promtool for tests/integration/test_prometheus.py: Debian's package when
+# either is missing (apt-get, as root), nothing when both are on PATH.
+prometheus-tools:
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
+		command -v apt-get >/dev/null 2>&1 || { echo "prometheus/promtool missing and no apt-get: install Prometheus 2.x" >&2; exit 1; }; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	fi
+
 # The broker is started here and stopped whatever the tests' outcome.
-integration: install
+integration: install prometheus-tools
 	@set -e; \
 	addr=$$(KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
 	trap 'KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
