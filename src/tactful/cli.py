@@ -195,23 +195,20 @@ def _produce(args: argparse.Namespace) -> int:
 
     from tactful.adapters.producer import ProduceError, produce_file
     from tactful.core.errors import TopicMismatch, TransientError
-    from tactful.service.settings import SettingsError, from_env
+    from tactful.service.bootstrap import configure
+    from tactful.service.settings import SettingsError
 
     try:
-        settings = from_env()
+        parts = configure()
     except SettingsError as exc:
         raise CliError(str(exc)) from None
-    if args.until is not None:
-        from tactful.core.policy import load_policy
-
-        skew = load_policy(settings.policy_file).max_future_skew
-        if args.until > time.time() + skew:
-            raise CliError("--until lies in the future: workers dead-letter clock markers "
-                           "further ahead of their wall clock than max_future_skew")
+    if args.until is not None and args.until > time.time() + parts.policy.max_future_skew:
+        raise CliError("--until lies in the future: workers dead-letter clock markers "
+                       "further ahead of their wall clock than max_future_skew")
     # aiokafka logs every failed connection attempt; the outcome is reported in one line.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        asyncio.run(produce_file(args.events, settings, args.until))
+        asyncio.run(produce_file(args.events, parts.kafka, parts.topics, args.until))
     except (ProduceError, TopicMismatch) as exc:
         raise CliError(str(exc)) from None
     except TransientError as exc:
@@ -222,21 +219,19 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from tactful.core.errors import TopicMismatch, TransientError
-    from tactful.core.policy import load_policy
-    from tactful.service import worker
+    from tactful.service.bootstrap import configure, run_worker
     from tactful.service.gc_tuning import relax_gc
-    from tactful.service.settings import SettingsError, erasure_keys, from_env
+    from tactful.service.settings import SettingsError
 
     try:
-        settings = from_env(clock=args.clock)
-        erasure_keys(settings)  # refused here, in one line, rather than inside Faust
+        # Refused here, in one line, rather than inside Faust.
+        parts = configure(worker=True, clock=args.clock)
     except SettingsError as exc:
         raise CliError(str(exc)) from None
-    policy = load_policy(settings.policy_file)
     relax_gc()
     _quiet_kafka_client()
     try:
-        return worker.run(settings, policy)
+        return run_worker(parts)
     except TopicMismatch as exc:
         raise CliError(str(exc)) from None
     except TransientError as exc:

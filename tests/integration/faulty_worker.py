@@ -11,9 +11,7 @@ import os
 import sys
 from typing import Any
 
-from tactful.core.policy import load_policy
-from tactful.service import worker
-from tactful.service.settings import from_env
+from tactful.service import bootstrap, worker
 
 POISON = os.environ["TACTFUL_TEST_POISON"]
 FAULT = os.environ["TACTFUL_TEST_FAULT"]
@@ -42,4 +40,4 @@ class FaultyWorker(worker.Worker):
 
 
 worker.Worker = FaultyWorker  # type: ignore[misc]
-sys.exit(worker.run(from_env(), load_policy()))
+sys.exit(bootstrap.run_worker(bootstrap.configure(worker=True)))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,10 +41,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from tactful.adapters.codec import CLOCK_HEADER, SEQ_HEADER, Rejected, decode_message
+from tactful.adapters.kafka import KafkaConnection, TopicLayout
 from tactful.adapters.topics import TopicSpec, ensure_topics
 from tactful.core.errors import TactfulError, TransientError
 from tactful.core.events import TOPIC_TYPES, key_of, topic_of
-from tactful.service.settings import Settings
 
 INPUT_TOPICS: tuple[str, ...] = tuple(TOPIC_TYPES)  # short names, SPEC order
 
@@ -81,24 +80,6 @@ class _Record:
 def rfc3339(ts: float) -> str:
     """``2026-05-08T00:00:00Z``; fractions of a second only when there are any."""
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
-
-
-def client_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection options for the configured security protocol."""
-    protocol = settings.security_protocol
-    if protocol == "PLAINTEXT":
-        return {}
-    options: dict[str, Any] = {"security_protocol": protocol}
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=settings.ssl_cafile)
-        if settings.ssl_certfile:
-            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
-        options["ssl_context"] = context
-    if protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password
-    return options
 
 
 def _records(number: int, line: bytes) -> Iterator[_Record | str]:
@@ -158,7 +139,8 @@ def validate_file(path: str, out: TextIO) -> int:
 
 
 async def produce_file(
-    path: str, settings: Settings, until: float | None, out: TextIO | None = None
+    path: str, kafka: KafkaConnection, topics: TopicLayout, until: float | None,
+    out: TextIO | None = None,
 ) -> ProduceStats:
     """Validate ``path``, then send its events (and, with ``until``, the clock markers).
 
@@ -169,16 +151,15 @@ async def produce_file(
     out = sys.stderr if out is None else out
     validate_file(path, out)
 
-    names = {short: settings.topic(short) for short in INPUT_TOPICS}
-    options = client_options(settings)
-    specs = [TopicSpec(name, settings.partitions, settings.replication)
-             for name in names.values()]
-    await ensure_topics(settings.bootstrap, specs, client_options=options,
-                        timeout=settings.connect_timeout)
+    names = {short: topics.name(short) for short in INPUT_TOPICS}
+    options = kafka.client_options()
+    specs = [TopicSpec(name, topics.partitions, topics.replication) for name in names.values()]
+    await ensure_topics(kafka.bootstrap, specs, client_options=options,
+                        timeout=kafka.connect_timeout)
 
     stats = ProduceStats()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
+        bootstrap_servers=kafka.bootstrap,
         client_id="tactful-produce",
         acks="all",
         enable_idempotence=True,
@@ -198,12 +179,12 @@ async def produce_file(
             await producer.stop()
     except KafkaError as exc:
         sent = f"; {stats.events} events may have been sent" if stats.events else ""
-        raise TransientError(f"Kafka at {settings.bootstrap} failed: {exc!r}{sent}") from exc
+        raise TransientError(f"Kafka at {kafka.bootstrap} failed: {exc!r}{sent}") from exc
 
-    topics = len(stats.topics)
+    written = len(stats.topics)
     print(
-        f"tactful: produced {stats.events} events to {topics} "
-        f"topic{'' if topics == 1 else 's'} ({stats.clock_markers} clock markers)",
+        f"tactful: produced {stats.events} events to {written} "
+        f"topic{'' if written == 1 else 's'} ({stats.clock_markers} clock markers)",
         file=out,
     )
     return stats

@@ -1,5 +1,6 @@
-"""The worker's admin API (SPEC §7): ``GET /customers/{id}/decisions``, the customer's
-timeline for support staff, and the probes ``/healthz`` and ``/readyz``.
+"""The worker's web routes: ``/metrics``, the probes ``/healthz`` and ``/readyz``, and the
+admin API (SPEC §7) ``GET /customers/{id}/decisions``, the customer's timeline for
+support staff.
 
 Any worker of the group answers: the one that owns the customer's partition reads the
 timeline from its table; another forwards the request once to the owner, whose URL it
@@ -21,10 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import faust
 from faust.types import TP
 from faust.web import Request, Response, View
 
 from tactful.core.limits import LIMITS
+from tactful.service.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("tactful.admin")
 
@@ -95,6 +98,32 @@ class Admin:
 
 def _unavailable(view: View, why: str) -> Response:
     return view.json({"error": why}, status=503, headers={"Retry-After": "1"})
+
+
+def routes(app: faust.App, metrics: Metrics, token: str | None, partition_of: Callable[[str], int],
+           changelog_topic: Callable[[], str], answer: Callable[[str, int], bytes]) -> None:
+    """The worker's web routes: metrics, probes, and the timeline when ``token`` is set."""
+
+    @app.page("/metrics")
+    async def metrics_page(view: View, request: Request) -> Response:
+        return view.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    @app.page("/healthz")
+    async def healthz(view: View, request: Request) -> Response:
+        return view.text("ok\n")
+
+    @app.page("/readyz")
+    async def readyz(view: View, request: Request) -> Response:
+        if ready(app):
+            return view.text("ready\n")
+        return view.text("not ready: joining the group or recovering state\n", status=503)
+
+    if token:
+        api = Admin(app, token, partition_of, changelog_topic, answer)
+
+        @app.page("/customers/{customer_id}/decisions")
+        async def decisions(view: View, request: Request, customer_id: str) -> Response:
+            return await api.decisions(view, request, customer_id)
 
 
 def ready(app: Any) -> bool:

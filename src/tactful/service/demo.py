@@ -59,7 +59,8 @@ def main() -> int:
             try:
                 print(f"demo: producing {story_path.name} ...", file=sys.stderr)
                 until = datetime_ts(UNTIL)
-                asyncio.run(produce_file(str(story_path), settings, until))
+                asyncio.run(produce_file(str(story_path), settings.kafka, settings.topics,
+                                         until))
                 intents, decisions = asyncio.run(_collect(settings.bootstrap, env))
             finally:
                 worker.terminate()

@@ -108,11 +108,16 @@ class Metrics:
         build = Gauge("tactful_build_info", "The worker's version and its policy's.",
                       ["version", "policy_version"], registry=registry)
         build.labels(version, policy_version).set(1)
-        registry.register(_Live(lag, sizes))
+        self._live = _Live(lag, sizes)
+        registry.register(self._live)
         self._families: dict[str, Any] = {
             "e": self.events, "d": self.decisions, "i": self.intents,
             "c": self.cancellations, "x": self.dead_letters,
         }
+
+    def watch(self, lag: Lag, sizes: Sizes) -> None:
+        """Read consumer lag and state sizes from these at each scrape (the worker's)."""
+        self._live.lag, self._live.sizes = lag, sizes
 
     def add(self, tally: Tally, latency: float | None = None,
             lateness: Iterable[float] = ()) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from tactful.adapters.kafka import KafkaConnection, TopicLayout
 from tactful.core.errors import TactfulError
 from tactful.core.messages import LOCAL_ERASURE_SECRET, ErasureKeys
 
@@ -68,6 +69,18 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        return KafkaConnection(
+            self.bootstrap, self.security_protocol, self.sasl_mechanism, self.sasl_username,
+            self.sasl_password, self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile,
+            self.connect_timeout,
+        )
+
+    @property
+    def topics(self) -> TopicLayout:
+        return TopicLayout(self.topic_prefix, self.partitions, self.replication)
 
 
 def _number(env: Mapping[str, str], name: str, default: _N, lo: _N, hi: _N,

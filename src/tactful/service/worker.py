@@ -42,10 +42,8 @@ from typing import Any
 
 import msgspec
 from aiokafka.partitioner import murmur2
-from faust.web import Request, Response, View
 from mode import CrashingSupervisor
 
-from tactful import __version__
 from tactful.adapters.codec import (
     FUTURE,
     Rejected,
@@ -78,7 +76,6 @@ from tactful.core.events import (
     StorefrontEvent,
 )
 from tactful.core.explain import timeline
-from tactful.core.links import LinkSigner
 from tactful.core.messages import (
     CartIndex,
     EraseSession,
@@ -86,18 +83,16 @@ from tactful.core.messages import (
     SkuSignal,
 )
 from tactful.core.outputs import Cancellation
-from tactful.core.policy import Policy
 from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
-from tactful.service import admin
-from tactful.service.faust.app import TactfulApp, bytes_table, create_app
+from tactful.service.faust.app import TactfulApp, bytes_table
 from tactful.service.faust.gate import (
     SourceTransactionManager,
     event_context,
     forget_uncommitted_state,
 )
-from tactful.service.metrics import CONTENT_TYPE, Metrics, Tally, count, dead_letter_code
-from tactful.service.settings import Settings, erasure_keys
+from tactful.service.metrics import Metrics, Tally, count, dead_letter_code
+from tactful.service.settings import Settings
 
 log = logging.getLogger("tactful.worker")
 
@@ -324,16 +319,13 @@ class Worker:
     batch_max = 500
     batch_within = 0.005
 
-    def __init__(self, settings: Settings, policy: Policy, app: TactfulApp | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, app: TactfulApp,
+                 metrics: Metrics) -> None:
         self.settings = settings
         self.stream_clock = settings.clock == "stream"
-        links = None
-        if settings.public_url and settings.link_secret:
-            links = LinkSigner(settings.public_url, settings.link_secret.encode())
-        self.engine = Engine(policy, links, erasure_keys(settings))
+        self.engine = engine
         self.partitions = settings.partitions
-        self.app = app or create_app(settings)
-        app_ = self.app
+        self.app = app_ = app
         t = settings.topic
         self.topics = {
             name: app_.topic(t(name), partitions=self.partitions, key_type=bytes, value_type=bytes)
@@ -356,7 +348,8 @@ class Worker:
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
         self._watermark_sources: dict[int, tuple[str, ...]] = {}  # per customer partition
         self._order = itertools.count()
-        self.metrics = Metrics(__version__, policy.version, self._lag, self._sizes)
+        self.metrics = metrics
+        metrics.watch(self._lag, self._sizes)
         self._register()
 
     # ---------------------------------------------------------------- metrics
@@ -455,33 +448,6 @@ class Worker:
             await self.on_revoked({tp.partition for tp in tps})
 
         app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
-
-        metrics = self.metrics
-
-        @app.page("/metrics")
-        async def metrics_page(view: View, request: Request) -> Response:
-            return view.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
-
-        @app.page("/healthz")
-        async def healthz(view: View, request: Request) -> Response:
-            return view.text("ok\n")
-
-        @app.page("/readyz")
-        async def readyz(view: View, request: Request) -> Response:
-            if admin.ready(app):
-                return view.text("ready\n")
-            return view.text("not ready: joining the group or recovering state\n", status=503)
-
-        token = self.settings.admin_token
-        if token:
-            api = admin.Admin(
-                app, token, lambda key: partition_of(key.encode(), self.partitions),
-                self.customers.changelog_topic.get_topic_name, self.explain,
-            )
-
-            @app.page("/customers/{customer_id}/decisions")
-            async def decisions(view: View, request: Request, customer_id: str) -> Response:
-                return await api.decisions(view, request, customer_id)
 
         self._agents = (sessions_agent, skus_agent, customers_agent, tick, revoked)
 
@@ -1121,42 +1087,3 @@ class Worker:
             timers.schedule(key, self.engine.next_due(kept))
         else:
             timers.forget(key)
-
-
-def build(settings: Settings, policy: Policy) -> Worker:
-    return Worker(settings, policy)
-
-
-def run(settings: Settings, policy: Policy, on_ready: Callable[[], None] | None = None) -> int:
-    """Create the topics, then run the Faust worker until it is stopped."""
-    from faust.worker import Worker as FaustWorker
-
-    from tactful.adapters.producer import client_options
-    from tactful.adapters.topics import ensure_topics
-    from tactful.service.local_state import close_local_state, open_local_state
-    from tactful.service.logs import logging_config
-
-    worker = build(settings, policy)
-    asyncio.run(ensure_topics(settings.bootstrap, worker.topic_specs(),
-                              client_options(settings), settings.connect_timeout))
-    level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}
-    faust_worker = FaustWorker(
-        worker.app,
-        loglevel=level[settings.log_level],
-        quiet=True,
-        redirect_stdouts=False,
-        logging_config=logging_config(settings.log_level),
-    )
-    rocksdb = settings.store.startswith("rocksdb://")
-    tabledir = Path(worker.app.conf.tabledir)
-    if rocksdb:
-        open_local_state(tabledir)
-    if on_ready is not None:
-        on_ready()
-    try:
-        faust_worker.execute_from_commandline()
-    except SystemExit as stop:
-        if rocksdb and stop.code in (0, None):
-            close_local_state(tabledir)
-        raise
-    return 0

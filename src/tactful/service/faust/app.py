@@ -7,13 +7,13 @@ the Cython speed-ups Faust ships.
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import TransportT
 
+from tactful.adapters.kafka import KafkaConnection
 from tactful.service.faust.gate import ChangelogGate, CommitBarrier, GatedTable, GatedTransport
 from tactful.service.faust.recovery import CommittedTableManager
 from tactful.service.settings import Settings, advertised_url
@@ -31,17 +31,13 @@ class TactfulApp(faust.App):
         return GatedTransport(self.conf.broker_consumer, self)
 
 
-def _credentials(settings: Settings) -> Any:
-    context = None
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=settings.ssl_cafile)
-        if settings.ssl_certfile:
-            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
-    if settings.security_protocol.startswith("SASL"):
+def _credentials(kafka: KafkaConnection) -> Any:
+    context = kafka.ssl_context()
+    if kafka.sasl:
         return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password,
-            mechanism=settings.sasl_mechanism,
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            mechanism=kafka.sasl_mechanism,
             ssl_context=context,
         )
     if context is not None:
@@ -96,7 +92,7 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> T
         "web_stats_enabled": False,
         "web_tables_enabled": False,
     }
-    credentials = _credentials(settings)
+    credentials = _credentials(settings.kafka)
     if credentials is not None:
         options["broker_credentials"] = credentials
     options.update(extra)
