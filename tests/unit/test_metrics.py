@@ -84,3 +84,16 @@ def test_dead_letter_reasons_become_codes_that_quote_nothing() -> None:
     metrics = Metrics("1", "p")
     metrics.dead_letters.labels(dead_letter_code(quoting)).inc()
     assert b"cust-42" not in metrics.exposition()
+
+
+def test_series_the_policy_can_produce_start_at_zero() -> None:
+    metrics = Metrics("1", "p")
+    metrics.start_at_zero([("abandoned_cart", "email"), ("abandoned_cart", "sms")],
+                          [("storefront", "cart_add")])
+    got = _samples(metrics)
+    assert got[("tactful_intents_total", (("channel", "sms"), ("kind", "abandoned_cart")))] == 0
+    assert got[("tactful_events_consumed_total",
+                (("topic", "storefront"), ("type", "cart_add")))] == 0
+    metrics.add({("i", "abandoned_cart", "sms"): 2})
+    got = _samples(metrics)
+    assert got[("tactful_intents_total", (("channel", "sms"), ("kind", "abandoned_cart")))] == 2

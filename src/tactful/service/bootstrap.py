@@ -17,6 +17,7 @@ from pathlib import Path
 from tactful import __version__
 from tactful.adapters.kafka import KafkaConnection, TopicLayout
 from tactful.core.engine import Engine
+from tactful.core.events import TYPE_TOPIC
 from tactful.core.links import LinkSigner
 from tactful.core.policy import Policy, load_policy
 from tactful.service import admin
@@ -67,6 +68,11 @@ def build_worker(parts: Parts) -> worker_module.Worker:
     settings = parts.settings
     app = create_app(settings)
     metrics = Metrics(__version__, parts.policy.version)
+    metrics.start_at_zero(
+        [(kind, channel) for kind, trigger in parts.policy.triggers.items()
+         for channel in trigger.channels],
+        [(topic, type_) for type_, topic in TYPE_TOPIC.items()],
+    )
     worker = worker_module.Worker(settings, parts.engine(), app, metrics)
     admin.routes(
         app, metrics, settings.admin_token,

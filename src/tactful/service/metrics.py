@@ -115,6 +115,17 @@ class Metrics:
             "c": self.cancellations, "x": self.dead_letters,
         }
 
+    def start_at_zero(self, intents: Iterable[tuple[str, str]],
+                      events: Iterable[tuple[str, str]]) -> None:
+        """Series that exist from the start, at 0: the intents the policy can emit (kind,
+        channel) and the events each input topic takes (topic, type). A series that first
+        appears at its first count hides that count from ``rate()`` and ``increase()``
+        (and from an alert on "no intents while events flow")."""
+        for kind, channel in intents:
+            self.intents.labels(kind, channel)
+        for topic, type_ in events:
+            self.events.labels(topic, type_)
+
     def watch(self, lag: Lag, sizes: Sizes) -> None:
         """Read consumer lag and state sizes from these at each scrape (the worker's)."""
         self._live.lag, self._live.sizes = lag, sizes
