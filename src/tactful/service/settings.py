@@ -9,7 +9,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 from tactful.adapters.kafka import KafkaConnection, TopicLayout
@@ -72,15 +72,16 @@ class Settings:
 
     @property
     def kafka(self) -> KafkaConnection:
-        return KafkaConnection(
-            self.bootstrap, self.security_protocol, self.sasl_mechanism, self.sasl_username,
-            self.sasl_password, self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile,
-            self.connect_timeout,
-        )
+        """The connection settings every Kafka client shares (the fields of the same
+        names)."""
+        return KafkaConnection(**{name: getattr(self, name) for name in _KAFKA_FIELDS})
 
     @property
     def topics(self) -> TopicLayout:
         return TopicLayout(self.topic_prefix, self.partitions, self.replication)
+
+
+_KAFKA_FIELDS = tuple(f.name for f in fields(KafkaConnection))
 
 
 def _number(env: Mapping[str, str], name: str, default: _N, lo: _N, hi: _N,
