@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from tactful.adapters.codec import Rejected, dead_letter, decode_event, decode_message, encode
 from tactful.core.engine import Engine, Outbox
@@ -15,6 +15,15 @@ from tactful.core.events import Event
 from tactful.core.pipeline import Pipeline
 
 DEFAULT_TAIL = 7 * 86400.0  # the clock runs on to the last event + 7 days
+
+
+class Feeder(Protocol):
+    """What ``replay_lines`` drives: a ``Pipeline``, or something that feeds and advances
+    like one (``tactful diff`` feeds two pipelines from one read)."""
+
+    def feed(self, event: Event, out: Outbox, t: float | None = None) -> None: ...
+
+    def advance(self, now: float, out: Outbox) -> None: ...
 
 
 @dataclass(slots=True)
@@ -37,7 +46,7 @@ def replay_lines(
     source: str = "replay",
     on_reject: Callable[[int, str], None] | None = None,
     now: float | None = None,
-    pipeline: Pipeline | None = None,
+    pipeline: Feeder | None = None,
     tail: float = DEFAULT_TAIL,
 ) -> ReplayStats:
     """Feed every line to one pipeline, writing outputs in emission order.
@@ -120,9 +129,10 @@ def _flush(out: Outbox, intents_out: BinaryIO, decisions_out: BinaryIO, stats: R
 class Progress:
     """A one-line progress bar on stderr, only for a terminal and a large input."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, label: str = "replay") -> None:
         self.total = max(total, 1)
         self.enabled = enabled
+        self.label = label
         self.done = 0
         self._shown = -1
 
@@ -139,13 +149,13 @@ class Progress:
                 if pct != self._shown:
                     self._shown = pct
                     bar = "#" * (pct // 4)
-                    sys.stderr.write(f"\rreplay [{bar:<25}] {pct:3d}%")
+                    sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}%")
                     sys.stderr.flush()
             yield line
         if self.enabled:
             sys.stderr.write("\n")
 
 
-def progress_for(path: str) -> Progress:
+def progress_for(path: str, label: str = "replay") -> Progress:
     size = os.path.getsize(path) if os.path.isfile(path) else 0
-    return Progress(size, enabled=sys.stderr.isatty() and size > 8 * 1024 * 1024)
+    return Progress(size, enabled=sys.stderr.isatty() and size > 8 * 1024 * 1024, label=label)
