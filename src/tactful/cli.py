@@ -1,4 +1,4 @@
-"""The ``tactful`` command: worker, produce, generate, replay, explain (SPEC §6).
+"""The ``tactful`` command: worker, produce, generate, replay, diff, explain (SPEC §6).
 
 Bad input gives a one-line message on stderr and exit status 2.
 """
@@ -89,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="secret of the erasure marks (default: TACTFUL_ERASURE_KEY, "
                         "else the local key)")
 
+    diff = sub.add_parser(
+        "diff", help="the same events through two policies: what changes",
+        description="Run both policies over one read of the events, as replay would, and "
+        "print the decisions of each by kind, channel, outcome and reason, with the change "
+        "(B - A), then how many intents and cancellations each emits and how many only one "
+        "does. Intents are compared by content: every field but policy_version (intent_id "
+        "does not depend on the policy, so an intent whose content changes, e.g. a later "
+        "send_after, is listed on both sides under one intent_id).")
+    diff.add_argument("events", metavar="EVENTS.jsonl", help="input file, '-' for stdin")
+    diff.add_argument("--policy", metavar="A.toml", required=True, help="policy A: the baseline")
+    diff.add_argument("--against", metavar="B.toml", required=True,
+                      help="policy B: the change")
+    diff.add_argument("--out", metavar="FILE", help="the intents and cancellations only one "
+                      'policy emits, as JSON lines with "only": "A" or "B"')
+    diff.add_argument("--until", type=_timestamp, metavar="TS",
+                      help="advance the clock to TS at the end (default: last event + 7 days)")
+
     explain = sub.add_parser(
         "explain", help="a customer's timeline: inputs, decisions and why, what is pending",
         description="Ask a running worker (--url; the bearer token from TACTFUL_ADMIN_TOKEN) "
@@ -119,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _produce(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "diff":
+            return _diff(args)
         raise CliError(f"'tactful {args.command}' is not implemented yet")
     except PolicyError as exc:
         print(f"tactful: policy error: {exc}", file=sys.stderr)
@@ -179,6 +198,63 @@ def _replay(args: argparse.Namespace) -> int:
         )
         intents_out.flush()
         decisions_out.flush()
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from tactful.core.engine import Engine
+    from tactful.core.messages import LOCAL_ERASURE_SECRET, ErasureKeys
+    from tactful.core.policy import load_policy
+    from tactful.service.diff import (
+        diff_lines,
+        one_sided,
+        only_line,
+        render_summary,
+        render_table,
+        table_rows,
+    )
+    from tactful.service.gc_tuning import relax_gc
+    from tactful.service.replay import progress_for
+
+    policy_a, policy_b = load_policy(args.policy), load_policy(args.against)
+    secret = os.environ.get("TACTFUL_ERASURE_KEY") or ""
+    erasure = ErasureKeys(secret.encode() or LOCAL_ERASURE_SECRET)
+    if args.out is not None:
+        if args.events != "-" and _same_file(args.out, args.events):
+            raise CliError(f"{args.out} is the input file: writing it would truncate the events")
+        for path in (args.policy, args.against):
+            if _same_file(args.out, path):
+                raise CliError(f"{args.out} is a policy file: writing it would truncate it")
+    relax_gc()
+    with ExitStack() as stack:
+        if args.events == "-":
+            lines = iter(sys.stdin.buffer)
+            name = "stdin"
+        else:
+            try:
+                source = stack.enter_context(open(args.events, "rb"))
+            except OSError as exc:
+                raise CliError(f"cannot read {args.events}: {exc.strerror}") from None
+            lines = iter(progress_for(args.events, label="diff").lines(source))
+            name = args.events
+        out = _open_out(stack, args.out) if args.out is not None else None
+
+        def report(number: int, reason: str) -> None:
+            print(f"tactful: {name}:{number}: {reason}", file=sys.stderr)
+
+        result = diff_lines(lines, Engine(policy_a, erasure=erasure),
+                            Engine(policy_b, erasure=erasure), until=args.until,
+                            on_reject=report, now=time.time())
+        alone = one_sided(result.a.records, result.b.records)
+        rows = table_rows(result.a.decisions, result.b.decisions)
+        sys.stdout.write(render_table(rows, (result.a.policy_version, args.policy),
+                                      (result.b.policy_version, args.against)))
+        sys.stdout.write("\n" + render_summary(result.a, result.b, alone))
+        sys.stdout.flush()
+        if out is not None:
+            out.write(b"".join(only_line(r, "A") for r in alone.a))
+            out.write(b"".join(only_line(r, "B") for r in alone.b))
+            out.flush()
     return 0
 
 

@@ -23,7 +23,7 @@ def tactful(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
 def test_help_lists_every_subcommand() -> None:
     result = tactful("--help")
     assert result.returncode == 0
-    for name in ("worker", "produce", "generate", "replay", "explain"):
+    for name in ("worker", "produce", "generate", "replay", "diff", "explain"):
         assert name.encode() in result.stdout
 
 
@@ -245,3 +245,140 @@ def test_explain_reports_an_unreachable_worker_in_one_line() -> None:
                   TACTFUL_ADMIN_TOKEN="x" * 20)
     assert result.returncode == 2
     assert result.stderr.count(b"\n") == 1 and b"cannot reach http://127.0.0.1:1" in result.stderr
+
+
+# tactful diff (SPEC §6). Ana has email consent only, Bo push consent only; both log in
+# and leave a cart in the afternoon (New York). Policy B is the default with email taken
+# out of abandoned_cart's channels (and no assist_offer calls, which follow an email).
+# Worked out by hand from SPEC §3-§4:
+# - Ana's cart (last activity 14:10Z) is due 18:10Z. A: email passes (email is not held to
+#   quiet hours) -> emitted. B: push and sms have no consent -> suppressed, no channel,
+#   `no_consent` (the last channel's reason).
+# - Bo's cart (15:00Z) is due 19:00Z, 15:00 in New York. A: email has no consent, push
+#   passes inside 08:00-21:00 -> emitted on push. B: the same push intent.
+# - Line 3 is not JSON: reported once, left out of both.
+DIFF_EVENTS = b"""\
+{"event_id":"df-01","type":"consent_granted","ts":"2026-05-01T12:00:00Z","customer_id":"cust-ana","channel":"email","source":"account_signup"}
+{"event_id":"df-02","type":"consent_granted","ts":"2026-05-01T12:00:00Z","customer_id":"cust-bo","channel":"push","source":"app_install"}
+{not json
+{"event_id":"df-03","type":"preferences_set","ts":"2026-05-01T12:01:00Z","customer_id":"cust-bo","timezone":"America/New_York"}
+{"event_id":"df-04","type":"login","ts":"2026-05-05T14:00:00Z","session_id":"sess-ana","customer_id":"cust-ana","identity":{"method":"login"}}
+{"event_id":"df-05","type":"cart_add","ts":"2026-05-05T14:05:00Z","session_id":"sess-ana","customer_id":"cust-ana","identity":{"method":"login"},"sku":"sku-lamp","product_id":"prod-lamp","category":["home"],"price":120.0,"currency":"USD","qty":1}
+{"event_id":"df-06","type":"cart_add","ts":"2026-05-05T14:10:00Z","session_id":"sess-ana","customer_id":"cust-ana","identity":{"method":"login"},"sku":"sku-bulb","product_id":"prod-bulb","category":["home"],"price":8.5,"currency":"USD","qty":2}
+{"event_id":"df-07","type":"login","ts":"2026-05-05T15:00:00Z","session_id":"sess-bo","customer_id":"cust-bo","identity":{"method":"login"}}
+{"event_id":"df-08","type":"cart_add","ts":"2026-05-05T15:00:00Z","session_id":"sess-bo","customer_id":"cust-bo","identity":{"method":"login"},"sku":"sku-kettle","product_id":"prod-kettle","category":["kitchen"],"price":40.0,"currency":"USD","qty":1}
+"""
+DEFAULT_POLICY = ROOT / "src" / "tactful" / "policy" / "default.toml"
+
+
+def _diff_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    import re
+
+    events, a, b = tmp_path / "events.jsonl", tmp_path / "a.toml", tmp_path / "b.toml"
+    events.write_bytes(DIFF_EVENTS)
+    text = DEFAULT_POLICY.read_text()
+    a.write_text(re.sub(r'(?m)^version = ".*"$', 'version = "shop-a"', text))
+    b_text = re.sub(r'(?m)^version = ".*"$', 'version = "shop-b"', text)
+    cart = b_text.index("[triggers.abandoned_cart]")
+    b_text = b_text[:cart] + b_text[cart:].replace(
+        'channels = ["email", "push", "sms"]', 'channels = ["push", "sms"]', 1)
+    # Without cart emails there is no email reminder for a call to follow: B makes no calls
+    # either (no cart here is worth 500, so assist_offer would not fire under A).
+    assist = b_text.index("[triggers.assist_offer]")
+    b_text = b_text[:assist] + b_text[assist:].replace('channels = ["phone"]', "channels = []", 1)
+    b.write_text(b_text)
+    return events, a, b
+
+
+def _version(path: Path, name: str) -> str:
+    import hashlib
+
+    return f"{name}+{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+
+
+def test_diff_shows_what_a_policy_change_does_to_every_decision(tmp_path: Path) -> None:
+    events, a, b = _diff_files(tmp_path)
+    only = tmp_path / "only.jsonl"
+    result = tactful("diff", str(events), "--policy", str(a), "--against", str(b),
+                     "--out", str(only), "--until", "2026-05-06T00:00:00Z")
+    assert result.returncode == 0, result.stderr
+    errors = result.stderr.decode().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"tactful: {events}:3: "), errors
+    lines = result.stdout.decode().splitlines()
+    assert lines[0].split() == ["A", _version(a, "shop-a"), f"({a})"]
+    assert lines[1].split() == ["B", _version(b, "shop-b"), f"({b})"]
+    table = [line.split() for line in lines[3:lines.index("", 3)]]
+    assert table == [
+        ["kind", "channel", "outcome", "reason", "A", "B", "B-A"],
+        ["abandoned_cart", "-", "suppressed", "no_consent", "0", "1", "+1"],
+        ["abandoned_cart", "email", "emitted", "-", "1", "0", "-1"],
+        ["abandoned_cart", "push", "emitted", "-", "1", "1", "0"],
+        ["total", "2", "2", "0"],
+    ]
+    assert lines[-2:] == ["intents: A 2, B 1, only A 1, only B 0",
+                          "cancellations: A 0, B 0, only A 0, only B 0"]
+    [line] = only.read_bytes().splitlines()
+    record = orjson.loads(line)
+    assert record.pop("intent_id").startswith("int-")
+    assert record.pop("reasons")[:3] == ["abandoned_cart", "verified_identity", "consent"]
+    assert record == {
+        "customer_id": "cust-ana", "channel": "email", "kind": "abandoned_cart",
+        "items": [{"sku": "sku-lamp", "qty": 1, "price": 120.0},
+                  {"sku": "sku-bulb", "qty": 2, "price": 8.5}],
+        "created_at": "2026-05-05T18:10:00Z", "send_after": "2026-05-05T18:10:00Z",
+        "send_before": "2026-05-06T18:10:00Z", "topic": "cart_reminders",
+        "consent": {"channel": "email", "granted_at": "2026-05-01T12:00:00Z",
+                    "source": "account_signup"},
+        "policy_version": _version(a, "shop-a"), "only": "A",
+    }
+    # The same engine as replay: the A-only line is replay's line for Ana under A.
+    replayed = tactful("replay", str(events), "--policy", str(a), "--decisions", "/dev/null",
+                       "--until", "2026-05-06T00:00:00Z")
+    ana = [x for x in replayed.stdout.splitlines() if b'"cust-ana"' in x]
+    assert replayed.returncode == 0, replayed.stderr
+    assert ana == [line.replace(b',"only":"A"}', b"}")]
+
+
+def test_diff_of_a_policy_with_itself_changes_nothing(tmp_path: Path) -> None:
+    events, a, _ = _diff_files(tmp_path)
+    only = tmp_path / "only.jsonl"
+    result = tactful("diff", str(events), "--policy", str(a), "--against", str(a),
+                     "--out", str(only))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    table = [line.split() for line in lines[3:lines.index("", 3)]]
+    assert table == [
+        ["kind", "channel", "outcome", "reason", "A", "B", "B-A"],
+        ["abandoned_cart", "email", "emitted", "-", "1", "1", "0"],
+        ["abandoned_cart", "push", "emitted", "-", "1", "1", "0"],
+        ["total", "2", "2", "0"],
+    ]
+    assert lines[-2] == "intents: A 2, B 2, only A 0, only B 0"
+    assert only.read_bytes() == b""
+
+
+def test_diff_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    events, a, b = _diff_files(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('version = "x"\nbogus = 1\n')
+    cases = [
+        (["diff", str(tmp_path / "missing.jsonl"), "--policy", str(a), "--against", str(b)],
+         b"cannot read"),
+        (["diff", str(events), "--policy", str(a), "--against", str(bad)], b"policy error"),
+        (["diff", str(events), "--policy", str(tmp_path / "nope.toml"), "--against", str(b)],
+         b"policy error"),
+        (["diff", str(events), "--policy", str(a), "--against", str(b), "--until", "soon"],
+         b"not an RFC 3339 timestamp"),
+        (["diff", str(events), "--policy", str(a)], b"--against"),
+        (["diff", str(events), "--against", str(b)], b"--policy"),
+        (["diff", str(events), "--policy", str(a), "--against", str(b), "--out", str(events)],
+         b"is the input file"),
+        (["diff", str(events), "--policy", str(a), "--against", str(b), "--out", str(b)],
+         b"is a policy file"),
+    ]
+    for args, says in cases:
+        result = tactful(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count(b"\n") == 1 and says in result.stderr, (args, result.stderr)
+    assert events.read_bytes() == DIFF_EVENTS
+    assert b"shop-b" in b.read_bytes()
