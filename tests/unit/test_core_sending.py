@@ -101,6 +101,12 @@ def test_temporary_failures_give_up_as_bounced_after_the_last_attempt() -> None:
     assert after_attempt("temporary", 4, WINDOW, T0, RETRY) == Settle("bounced")
 
 
+def test_an_unavailable_server_is_tried_again_without_a_limit() -> None:
+    assert after_attempt("unavailable", 1, WINDOW, T0, RETRY) == RetryAt(T0 + 5)
+    assert after_attempt("unavailable", 40, WINDOW, T0, RETRY) == RetryAt(T0 + 60)
+    assert after_attempt("unavailable", 40, WINDOW, T0 + 86_390, RETRY) == Settle("stale")
+
+
 def test_a_retry_past_send_before_is_not_made() -> None:
     assert after_attempt("temporary", 1, WINDOW, T0 + 86_398, RETRY) == Settle("stale")
 

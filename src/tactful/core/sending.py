@@ -86,14 +86,23 @@ def decide(window: Window, held: State | None, now: float) -> Verdict:
 
 # --- after an attempt ---------------------------------------------------------
 
-Result = Literal["delivered", "bounced", "temporary", "unknown"]
+# delivered    the server accepted the message
+# bounced      the server refused it for good (5xx on the recipient or the message)
+# temporary    the server refused it for now (4xx on the recipient or the message)
+# unavailable  no server to talk to, or it refused the sender or the login: nothing was
+#              sent and the recipient is not at fault (retried until ``send_before``)
+# unknown      the connection failed while the message was being sent: it may have been
+#              delivered, so it is never attempted again
+Result = Literal["delivered", "bounced", "temporary", "unavailable", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Backoff after a temporary failure (an SMTP 4xx, a refused connection):
-    ``base * 2**(attempt-1)``, at most ``cap`` seconds, at most ``attempts`` in all; a
-    retry that would fall after ``send_before`` is not made (the intent is stale)."""
+    """Backoff after a temporary failure (an SMTP 4xx, no server):
+    ``base * 2**(attempt-1)``, at most ``cap`` seconds. A message the server keeps
+    refusing for now is given up as bounced after ``attempts``; an unavailable server is
+    tried again without a limit. A retry that would fall after ``send_before`` is not
+    made (the intent is stale)."""
 
     base: float = 5.0
     cap: float = 600.0
@@ -125,7 +134,7 @@ def after_attempt(result: Result, attempt: int, window: Window, now: float,
     if result == "unknown":  # it may have been delivered: never attempted again
         return Settle("sending")
     at = now + retry.delay(attempt)
-    if attempt >= retry.attempts:
+    if result == "temporary" and attempt >= retry.attempts:
         return Settle("bounced")
     if at > window.send_before:
         return Settle("stale")

@@ -243,3 +243,66 @@ def erasure_keys(settings: Settings) -> ErasureKeys:
         "TACTFUL_ERASURE_KEY must be set: erasure marks are keyed by it "
         "(a long random string, kept secret; see README, Erasure)"
     )
+
+
+# --- tactful send (the reference sender) ---------------------------------------------
+
+_SMTP_TLS = ("none", "starttls", "tls")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    """The settings of ``tactful send`` beside the shared ones (Kafka, topics, app id)."""
+
+    smtp_from: str
+    directory: str
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 587
+    smtp_tls: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout: float = 30.0
+    smtp_cafile: str | None = None
+    smtp_attempts: int = 8
+    retry_seconds: float = 5.0
+    outbox: str = "./tactful-outbox.jsonl"
+    max_waiting: int = 10_000
+
+
+def sender_from_env(env: Mapping[str, str] | None = None) -> SenderSettings:
+    """Read the sender's ``TACTFUL_SMTP_*`` and ``TACTFUL_SENDER_*`` variables."""
+    env = os.environ if env is None else env
+    smtp_from = env.get("TACTFUL_SMTP_FROM") or ""
+    if "@" not in smtp_from:
+        raise SettingsError(
+            f"TACTFUL_SMTP_FROM must be an address such as 'Shop <news@shop.example>', "
+            f"got {smtp_from!r}")
+    directory = env.get("TACTFUL_SENDER_DIRECTORY") or ""
+    if not directory:
+        raise SettingsError("TACTFUL_SENDER_DIRECTORY must name the JSON-lines file of "
+                            "customer addresses")
+    if not os.access(directory, os.R_OK):
+        why = "does not exist" if not os.path.exists(directory) else "cannot be read"
+        raise SettingsError(f"TACTFUL_SENDER_DIRECTORY: {directory} {why}")
+    cafile = env.get("TACTFUL_SMTP_CAFILE") or None
+    if cafile and not os.access(cafile, os.R_OK):
+        raise SettingsError(f"TACTFUL_SMTP_CAFILE: {cafile} cannot be read")
+    username = env.get("TACTFUL_SMTP_USERNAME") or None
+    password = env.get("TACTFUL_SMTP_PASSWORD") or None
+    if (username is None) != (password is None):
+        raise SettingsError("TACTFUL_SMTP_USERNAME and TACTFUL_SMTP_PASSWORD go together")
+    return SenderSettings(
+        smtp_from=smtp_from,
+        directory=directory,
+        smtp_host=env.get("TACTFUL_SMTP_HOST") or "127.0.0.1",
+        smtp_port=_int(env, "TACTFUL_SMTP_PORT", 587, 1, 65535),
+        smtp_tls=_choice(env, "TACTFUL_SMTP_TLS", "starttls", _SMTP_TLS),
+        smtp_username=username,
+        smtp_password=password,
+        smtp_timeout=_seconds(env, "TACTFUL_SMTP_TIMEOUT", 30.0, 1.0, 600.0),
+        smtp_cafile=cafile,
+        smtp_attempts=_int(env, "TACTFUL_SMTP_ATTEMPTS", 8, 1, 100),
+        retry_seconds=_seconds(env, "TACTFUL_SMTP_RETRY_SECONDS", 5.0, 0.01, 3600.0),
+        outbox=env.get("TACTFUL_SENDER_OUTBOX") or "./tactful-outbox.jsonl",
+        max_waiting=_int(env, "TACTFUL_SENDER_MAX_WAITING", 10_000, 1, 1_000_000),
+    )
