@@ -30,6 +30,11 @@ class Directory(Protocol):
         """The customer's address for ``channel``, or None when there is none."""
         ...
 
+    def refresh(self) -> bool:
+        """Read the addresses again if they changed (``DirectoryError`` when the new
+        version is bad: the previous one stays in use)."""
+        ...
+
 
 class _Entry(msgspec.Struct, forbid_unknown_fields=False):
     customer_id: str
