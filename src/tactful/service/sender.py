@@ -13,8 +13,9 @@ broker); an intent found claimed after a crash is never attempted again: at most
 
 Commits: an intent's offset is committed only once it is settled (delivered, bounced,
 stale, cancelled, without an address); a waiting intent holds its partition's commit
-back (``core.sending.CommitLedger``). At most ``max_waiting`` intents wait at once;
-at the bound the sender stops reading until one is due.
+back (``core.sending.CommitLedger``). At most ``max_waiting`` intents wait at once
+(those due now included, until their partition is read to its end); at the bound the
+sender stops reading (the next record is read again later) until one is due.
 
 Logs and counters carry channels and outcomes, never an id or an address.
 """
@@ -242,12 +243,18 @@ class Sender:
             if self.due:
                 wait_ms = max(1, min(wait_ms, int((self.due[0][0] - self.clock()) * 1000)))
             batches = await consumer.getmany(timeout_ms=wait_ms)
-            async with self.lock:
-                for tp, records in batches.items():
-                    for record in records:
+            for tp, records in batches.items():
+                for record in records:
+                    # One record at a time under the lock: a rebalance may come between.
+                    async with self.lock:
                         if tp not in self.ledgers:  # revoked while it was fetched
                             break
+                        if len(self.pending) >= self.config.max_waiting:
+                            # Full: this record is read again once a waiting one is due.
+                            consumer.seek(tp, record.offset)
+                            break
                         await self._handle(tp, record.offset, record.value)
+            async with self.lock:
                 await self._commit()
             if time.monotonic() - last_refresh > 5.0:
                 last_refresh = time.monotonic()
