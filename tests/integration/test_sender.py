@@ -5,6 +5,7 @@ attempt, and no intent twice when the sender is killed and started again mid-run
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import time
@@ -108,6 +109,10 @@ def test_each_intent_is_mailed_once_in_its_window_with_feedback_across_a_kill(
                  60, "every mail", dep.logs)
         time.sleep(1.0)  # nothing more comes
         feedback = [decode_event(v) for _, v in dep.read("feedback", quiet_seconds=1.0)]
+
+    logs = dep.logs()  # the sender was stopped (SIGTERM): its last line is written
+    assert "sender progress" in logs
+    assert not re.search(r"cust-|int-|sku-|example\.org|tok-", logs), "an id in the logs"
 
     mails = smtp.inbox.by_message_id()
     assert all(len(copies) == 1 for copies in mails.values()), "an intent mailed twice"

@@ -113,3 +113,27 @@ def test_the_outbox_writes_what_would_be_sent_without_personal_data(tmp_path: Pa
     for personal in (b"cust-42", b"+1415", b"tok"):
         assert personal not in line
     assert short_text(INTENT) == "Only a few left of: 1 x sku-1 at 9.50"
+
+
+def test_every_sender_variable_is_in_the_readme_table_with_its_default() -> None:
+    import inspect
+    import re
+
+    from tactful.service import settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Reference sender: `tactful send`", 1)[1].split("\n## ", 1)[0]
+    names = set(re.findall(r'"(TACTFUL_[A-Z_]+)"', inspect.getsource(settings.sender_from_env)))
+    assert len(names) == 13
+    rows = {row.split("|")[1]: row.split("|")[2] for row in section.splitlines()
+            if row.startswith("| `TACTFUL_")}
+    for name in names:
+        assert any(f"`{name}`" in cell for cell in rows), name
+    defaults = SenderSettings("x@y", "d")
+    for cell, default in rows.items():
+        if "TACTFUL_SMTP_PORT" in cell:
+            assert default.strip() == f"`{defaults.smtp_port}`"
+        if "TACTFUL_SENDER_MAX_WAITING" in cell:
+            assert default.strip() == f"`{defaults.max_waiting}`"
+        if "TACTFUL_SMTP_TLS" in cell:
+            assert default.strip() == f"`{defaults.smtp_tls}`"
