@@ -46,7 +46,8 @@ async def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> No
 
 @asynccontextmanager
 async def running(bootstrap: str, tmp: Path, smtp: SmtpServer, clock: Clock,
-                  max_waiting: int = 100) -> AsyncIterator[Sender]:
+                  max_waiting: int = 100,
+                  before: list[dict[str, object]] | None = None) -> AsyncIterator[Sender]:
     prefix = f"s{uuid.uuid4().hex[:8]}."
     directory = tmp / "directory.jsonl"
     directory.write_bytes(b"".join(
@@ -54,6 +55,7 @@ async def running(bootstrap: str, tmp: Path, smtp: SmtpServer, clock: Clock,
         for n in range(10)))
     topics = TopicLayout(prefix, 1, 1)
     await ensure_topics(bootstrap, [TopicSpec(topics.name("intents"), 1)])
+    await produce(bootstrap, topics.name("intents"), before or [])  # a backlog
     sender = Sender(
         KafkaConnection(bootstrap), topics,
         SenderConfig(f"app-{uuid.uuid4().hex[:8]}", "news@shop.example", max_waiting,
@@ -134,9 +136,15 @@ async def test_waiting_intents_hold_the_commit_and_their_bound_pauses_reading(
 async def test_a_4xx_is_retried_with_backoff_and_a_cancellation_ahead_of_its_intent_wins(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     clock = Clock()
+    backlog = [  # due when read, but cancelled further on in the backlog
+        intent("b", "cust-3", T - 1, T + 1000),
+        *[intent(f"x{n}", "cust-9", T - 900, T - 1) for n in range(600)],  # stale; > a fetch
+        {"intent_id": "int-b", "cancelled": True, "reason": "cart_emptied",
+         "customer_id": "cust-3", "channel": "email", "at": iso(T - 1)},
+    ]
     with SmtpServer() as smtp:
         smtp.inbox.later_times["cust-1@example.org"] = 2
-        async with running(kafka_bootstrap, tmp_path, smtp, clock) as sender:
+        async with running(kafka_bootstrap, tmp_path, smtp, clock, before=backlog) as sender:
             await produce(kafka_bootstrap, sender.intents_topic, [
                 {"intent_id": "int-c", "cancelled": True, "reason": "converted",
                  "customer_id": "cust-2", "channel": "email", "at": iso(T)},
@@ -152,6 +160,8 @@ async def test_a_4xx_is_retried_with_backoff_and_a_cancellation_ahead_of_its_int
             await eventually(lambda: sender.counts["email", "delivered"] == 1)
             assert subjects(smtp) == ["int-r"]
             assert sender.counts["email", "cancelled_ahead"] == 1
-            assert sender.counts["email", "cancelled"] == 1
+            assert sender.counts["email", "cancelled"] == 2  # int-b and int-c
+            assert sender.counts["email", "stale"] == 600
+            assert sender.held["int-b"].state == "cancelled"
             assert sender.held["int-r"].state == "delivered"
             assert sender.held["int-c"].state == "cancelled"

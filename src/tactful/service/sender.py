@@ -150,6 +150,9 @@ class Pending:
     offset: int
     due: float
     attempt: int = 0
+    # The partition's end when the intent was read: it is delivered once the partition
+    # is read that far, so that a cancellation written before it was read is seen first.
+    horizon: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,13 +322,15 @@ class Sender:
             ledger.settle(offset)
             return
         pending = Pending(intent, window, tp, offset, self.clock())
+        if self._consumer is not None:
+            pending.horizon = self._consumer.last_stable_offset(tp)
         if isinstance(verdict, Wait):
             self._wait(pending, verdict.until)
             return
         assert isinstance(verdict, Deliver)
-        # Due now, delivered once this partition is read to its end: a cancellation
-        # written after the intent but before its send_after, still unread in a
-        # backlog, then prevents it.
+        # Due now, delivered once the partition is read to where it ended when the
+        # intent was read: a cancellation written behind it in a backlog, before its
+        # send_after, then prevents it.
         self._wait(pending, pending.due)
 
     async def _cancel(self, wire: _Wire, tp: TopicPartition) -> None:
@@ -359,13 +364,13 @@ class Sender:
         self.pending[pending.intent.intent_id] = pending
         heapq.heappush(self.due, (until, pending.intent.intent_id))
 
-    def _behind(self, tp: TopicPartition) -> bool:
-        """Whether records of the partition remain to be read (its cancellations)."""
-        consumer, ledger = self._consumer, self.ledgers.get(tp)
-        if consumer is None or ledger is None or ledger.next_offset is None:
+    def _behind(self, pending: Pending) -> bool:
+        """Whether records that were in the intent's partition when it was read remain
+        to be read (a cancellation among them)."""
+        ledger = self.ledgers.get(pending.tp)
+        if ledger is None or ledger.next_offset is None or pending.horizon is None:
             return False
-        stable = consumer.last_stable_offset(tp)
-        return stable is not None and ledger.next_offset < stable
+        return ledger.next_offset < pending.horizon
 
     async def _deliver_due(self) -> None:
         now = self.clock()
@@ -375,7 +380,7 @@ class Sender:
             pending = self.pending.get(intent_id)
             if pending is None or pending.due != due:
                 continue  # cancelled, or rescheduled
-            if not self.paused and self._behind(pending.tp):
+            if not self.paused and self._behind(pending):
                 held_back.append((due, intent_id))
                 continue
             verdict = decide(pending.window, _state(self.held.get(intent_id)), now)
