@@ -19,7 +19,7 @@ from tactful.adapters.topics import TopicSpec, ensure_topics
 from tactful.core.outputs import iso
 from tactful.core.sending import parse_time
 from tests.integration.harness import deployment
-from tests.integration.smtp_inbox import SmtpServer
+from tests.integration.smtp_inbox import SmtpServer, free_port
 
 SENDER = [sys.executable, "-m", "tactful.service.sender"]
 
@@ -68,6 +68,7 @@ def test_each_intent_is_mailed_once_in_its_window_with_feedback_across_a_kill(
         orjson.dumps({"customer_id": c, "email": f"{c}@example.org"}) + b"\n"
         for c in [*customers, "cust-late", "cust-cancel", "cust-stale", "cust-gone"]))
     outbox = tmp_path / "outbox.jsonl"
+    metrics_port = free_port()
     with SmtpServer() as smtp, deployment(kafka_bootstrap, tmp_path, partitions=2) as dep:
         smtp.inbox.data_delay = 0.15  # a slow server, so that the kill lands mid-run
         smtp.inbox.refuse["cust-gone@example.org"] = "550 5.1.1 no such user"
@@ -76,6 +77,7 @@ def test_each_intent_is_mailed_once_in_its_window_with_feedback_across_a_kill(
             "TACTFUL_SMTP_TLS": "none", "TACTFUL_SMTP_FROM": "Shop <news@shop.example>",
             "TACTFUL_SENDER_DIRECTORY": str(directory), "TACTFUL_SENDER_OUTBOX": str(outbox),
             "TACTFUL_SESSION_TIMEOUT": "6", "TACTFUL_LOG_LEVEL": "info",
+            "TACTFUL_SENDER_METRICS_PORT": str(metrics_port),
         })
         now = time.time()
         later = now + 5.0
@@ -108,10 +110,21 @@ def test_each_intent_is_mailed_once_in_its_window_with_feedback_across_a_kill(
                  and "<int-late@shop.example>" in smtp.inbox.by_message_id(),
                  60, "every mail", dep.logs)
         time.sleep(1.0)  # nothing more comes
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+            metrics = r.read().decode()
         feedback = [decode_event(v) for _, v in dep.read("feedback", quiet_seconds=1.0)]
 
     logs = dep.logs()  # the sender was stopped (SIGTERM): its last line is written
     assert "sender progress" in logs
+    # the restarted sender's counts (what the killed one did is counted as repeats)
+    assert re.search(r'^tactful_sender_intents_total\{channel="email",outcome="delivered"\} '
+                     r"[1-9]\d*\.0$", metrics, re.M)
+    assert re.search(r'^tactful_sender_intents_total\{channel="email",outcome="repeat"\} '
+                     r"[1-9]\d*\.0$", metrics, re.M)
+    assert "\ntactful_sender_waiting 0.0\n" in metrics
+    assert not re.search(r"cust-|int-|sku-|example\.org|tok-", metrics)
     assert not re.search(r"cust-|int-|sku-|example\.org|tok-", logs), "an id in the logs"
 
     mails = smtp.inbox.by_message_id()

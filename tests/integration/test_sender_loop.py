@@ -21,7 +21,7 @@ from tactful.adapters.smtp import SmtpConfig, SmtpTransport
 from tactful.adapters.topics import TopicSpec, ensure_topics
 from tactful.core.outputs import iso
 from tactful.core.sending import RetryPolicy
-from tactful.service.sender import Sender, SenderConfig
+from tactful.service.sender import Sender, SenderConfig, SenderMetrics
 from tests.integration.smtp_inbox import SmtpServer
 from tests.integration.test_sender import intent
 
@@ -127,10 +127,24 @@ async def test_waiting_intents_hold_the_commit_and_their_bound_pauses_reading(
             # w3 (offset 3) waits: the commit stops at it
             assert await committed(kafka_bootstrap, sender) == 3
 
-            clock.now = T + 200
+            metrics = SenderMetrics(sender)
+            clock.now = T + 200.7
             await eventually(lambda: len(smtp.inbox.mails) == 5 and not sender.pending)
             await asyncio.sleep(0.5)
             assert await committed(kafka_bootstrap, sender) == 6
+
+    from prometheus_client import generate_latest
+
+    text = generate_latest(metrics.registry).decode()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert 'tactful_sender_intents_total{channel="email",outcome="delivered"} 5.0' in lines
+    assert 'tactful_sender_intents_total{channel="email",outcome="stale"} 1.0' in lines
+    assert "tactful_sender_waiting 0.0" in lines
+    # w3 (send_after T+200) went out when the clock read T+200.7: one observation
+    assert 'tactful_sender_lateness_seconds_bucket{channel="email",le="0.5"} 0.0' in lines
+    assert 'tactful_sender_lateness_seconds_bucket{channel="email",le="1.0"} 1.0' in lines
+    assert 'tactful_sender_lateness_seconds_count{channel="email"} 1.0' in lines
+    assert not any(marker in text for marker in ("int-", "cust-", "sku-", "example.org"))
 
 
 async def test_a_4xx_is_retried_with_backoff_and_a_cancellation_ahead_of_its_intent_wins(

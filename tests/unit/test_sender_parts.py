@@ -124,7 +124,7 @@ def test_every_sender_variable_is_in_the_readme_table_with_its_default() -> None
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Reference sender: `tactful send`", 1)[1].split("\n## ", 1)[0]
     names = set(re.findall(r'"(TACTFUL_[A-Z_]+)"', inspect.getsource(settings.sender_from_env)))
-    assert len(names) == 13
+    assert len(names) == 14
     rows = {row.split("|")[1]: row.split("|")[2] for row in section.splitlines()
             if row.startswith("| `TACTFUL_")}
     for name in names:
@@ -137,3 +137,27 @@ def test_every_sender_variable_is_in_the_readme_table_with_its_default() -> None
             assert default.strip() == f"`{defaults.max_waiting}`"
         if "TACTFUL_SMTP_TLS" in cell:
             assert default.strip() == f"`{defaults.smtp_tls}`"
+
+
+def test_the_sender_refuses_a_bad_setting_in_one_line_before_touching_kafka(
+        directory: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TACTFUL_")}
+    env |= {"TACTFUL_BOOTSTRAP": "127.0.0.1:1", "TACTFUL_SENDER_DIRECTORY": str(directory)}
+    result = subprocess.run([sys.executable, "-m", "tactful.service.sender"], env=env,
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        "tactful: TACTFUL_SMTP_FROM must be an address such as "
+        "'Shop <news@shop.example>', got ''\n")
+    bad = directory.parent / "bad.jsonl"
+    bad.write_text('{"customer_id": 7}\n')
+    env |= {"TACTFUL_SMTP_FROM": "news@shop.example", "TACTFUL_SENDER_DIRECTORY": str(bad)}
+    result = subprocess.run([sys.executable, "-m", "tactful.service.sender"], env=env,
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        f"tactful: {bad}:1: not a JSON object with a customer_id and string addresses\n")

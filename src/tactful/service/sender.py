@@ -188,6 +188,7 @@ class Sender:
         self.paused = False
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self.on_delivered: Callable[[str, float], None] = lambda channel, late: None
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -441,6 +442,8 @@ class Sender:
             await self._write_state(intent.intent_id, partition, step.state,
                                     pending.window.send_before)
         self.counts[intent.channel, step.state if step.state != "sending" else "unknown"] += 1
+        if step.state == "delivered":
+            self.on_delivered(intent.channel, max(0.0, now - pending.window.send_after))
         self.ledgers[pending.tp].settle(pending.offset)
 
     # --- Kafka -------------------------------------------------------------------
@@ -524,6 +527,49 @@ class Sender:
         log.info("sender state read", extra={"partitions": len(partitions), "records": loaded})
 
 
+# Seconds from an intent's send_after to its delivery.
+LATENESS_BUCKETS = (0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+
+
+class SenderMetrics:
+    """``tactful_sender_intents_total{channel, outcome}``, ``tactful_sender_waiting`` and
+    ``tactful_sender_lateness_seconds``, read from the sender when scraped. Channels and
+    outcomes come from fixed vocabularies: no id is ever a label."""
+
+    def __init__(self, sender: Sender) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+
+        self.sender = sender
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.lateness = Histogram("tactful_sender_lateness_seconds",
+                                  "From an intent's send_after to its delivery.",
+                                  ["channel"], buckets=LATENESS_BUCKETS,
+                                  registry=self.registry)
+        self.registry.register(self)
+        sender.on_delivered = lambda channel, late: self.lateness.labels(channel).observe(late)
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        intents = CounterMetricFamily("tactful_sender_intents",
+                                      "Intents read, by channel and what became of them.",
+                                      labels=["channel", "outcome"])
+        for (channel, outcome), n in sorted(self.sender.counts.items()):
+            intents.add_metric([channel, outcome], n)
+        waiting = GaugeMetricFamily("tactful_sender_waiting",
+                                    "Intents held waiting for their send_after.")
+        waiting.add_metric([], len(self.sender.pending))
+        return [intents, waiting]
+
+    def serve(self, host: str, port: int) -> None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=host, registry=self.registry)
+
+
 def _state(record: StateRecord | None) -> State | None:
     return None if record is None else cast(State, record.state)
 
@@ -553,19 +599,27 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def main() -> int:
-    """Run the sender until SIGTERM or SIGINT (``tactful send``)."""
+    """Run the sender until SIGTERM or SIGINT (``tactful send``). A bad setting or
+    directory: one line on stderr, exit 2; Kafka unreachable: one line, exit 1."""
     import logging.config
     import signal
+    import sys
 
     from tactful.adapters.directory import JsonLinesDirectory
     from tactful.adapters.provider import OutboxProvider
     from tactful.adapters.smtp import SmtpConfig
+    from tactful.core.errors import PolicyError, TopicMismatch, TransientError
     from tactful.service.bootstrap import configure
     from tactful.service.logs import logging_config
-    from tactful.service.settings import sender_from_env
+    from tactful.service.settings import SettingsError, sender_from_env
 
-    parts = configure()
-    settings = sender_from_env()
+    try:
+        parts = configure()
+        settings = sender_from_env()
+        directory = JsonLinesDirectory(settings.directory)
+    except (SettingsError, DirectoryError, PolicyError) as exc:
+        print(f"tactful: {exc}", file=sys.stderr)
+        return 2
     logging.config.dictConfig(logging_config(parts.settings.log_level))
     smtp = SmtpConfig(settings.smtp_host, settings.smtp_port,
                       cast(Any, settings.smtp_tls), settings.smtp_username,
@@ -575,9 +629,10 @@ def main() -> int:
         SenderConfig(parts.settings.app_id, settings.smtp_from, settings.max_waiting,
                      RetryPolicy(settings.retry_seconds, attempts=settings.smtp_attempts),
                      parts.settings.session_timeout),
-        JsonLinesDirectory(settings.directory), SmtpTransport(smtp),
-        OutboxProvider(settings.outbox),
+        directory, SmtpTransport(smtp), OutboxProvider(settings.outbox),
     )
+    if settings.metrics_port:
+        SenderMetrics(sender).serve(parts.settings.web_host, settings.metrics_port)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -586,7 +641,15 @@ def main() -> int:
             loop.add_signal_handler(sig, stop.set)
         await sender.run(stop, lambda: log.info("sender started"))
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except TopicMismatch as exc:
+        print(f"tactful: {exc}", file=sys.stderr)
+        return 2
+    except (TransientError, KafkaError) as exc:
+        print(f"tactful: {exc if isinstance(exc, TransientError) else repr(exc)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -267,6 +267,7 @@ class SenderSettings:
     retry_seconds: float = 5.0
     outbox: str = "./tactful-outbox.jsonl"
     max_waiting: int = 10_000
+    metrics_port: int = 0  # Prometheus metrics on TACTFUL_WEB_HOST; 0: none
 
 
 def sender_from_env(env: Mapping[str, str] | None = None) -> SenderSettings:
@@ -305,4 +306,5 @@ def sender_from_env(env: Mapping[str, str] | None = None) -> SenderSettings:
         retry_seconds=_seconds(env, "TACTFUL_SMTP_RETRY_SECONDS", 5.0, 0.01, 3600.0),
         outbox=env.get("TACTFUL_SENDER_OUTBOX") or "./tactful-outbox.jsonl",
         max_waiting=_int(env, "TACTFUL_SENDER_MAX_WAITING", 10_000, 1, 1_000_000),
+        metrics_port=_int(env, "TACTFUL_SENDER_METRICS_PORT", 0, 0, 65535),
     )
