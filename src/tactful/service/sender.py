@@ -201,7 +201,7 @@ class Sender:
         ], options, kafka.connect_timeout)
         producer = AIOKafkaProducer(
             bootstrap_servers=kafka.bootstrap, client_id=f"{self.config.app_id}-sender",
-            acks="all", enable_idempotence=True, linger_ms=2, **options)
+            acks="all", enable_idempotence=True, linger_ms=0, **options)
         await producer.start()
         self._producer = producer
         try:
@@ -433,14 +433,18 @@ class Sender:
             self.counts[intent.channel, f"{result}_retry"] += 1
             self._wait(pending, step.at)
             return
+        # The feedback and the outcome are written side by side (one round trip): a
+        # crash before the outcome is acknowledged leaves the claim, so the intent is
+        # not attempted again; one before the feedback is, loses that intent's feedback.
+        writes = []
         event = feedback(intent, step.state, now)
-        if event is not None:  # feedback first: a crash before the state is written
-            # leaves the claim, so the intent is not attempted again and feedback is out
-            await self._produce(self.feedback_topic, intent.customer_id.encode(),
-                                _encode.encode(event))
+        if event is not None:
+            writes.append(self._produce(self.feedback_topic, intent.customer_id.encode(),
+                                        _encode.encode(event)))
         if step.state != "sending":
-            await self._write_state(intent.intent_id, partition, step.state,
-                                    pending.window.send_before)
+            writes.append(self._write_state(intent.intent_id, partition, step.state,
+                                            pending.window.send_before))
+        await asyncio.gather(*writes)
         self.counts[intent.channel, step.state if step.state != "sending" else "unknown"] += 1
         if step.state == "delivered":
             self.on_delivered(intent.channel, max(0.0, now - pending.window.send_after))
