@@ -1,4 +1,4 @@
-"""The ``tactful`` command: worker, produce, generate, replay, diff, explain (SPEC §6).
+"""The ``tactful`` command: worker, produce, generate, replay, diff, explain, send (SPEC §6).
 
 Bad input gives a one-line message on stderr and exit status 2.
 """
@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--until", type=_timestamp, metavar="TS",
                          help="with --events: the clock at the end (default: the last event)")
     explain.add_argument("--json", action="store_true", help="print the JSON document")
+
+    sub.add_parser(
+        "send", help="the reference sender: intents to email over SMTP, once, on time",
+        description="Read tactful.intents and deliver each intent inside its window, at "
+        "most once, unless cancelled first; write delivered or bounced feedback. Settings: "
+        "TACTFUL_SMTP_* and TACTFUL_SENDER_* (README, Reference sender).")
     return parser
 
 
@@ -138,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args)
         if args.command == "diff":
             return _diff(args)
+        if args.command == "send":
+            from tactful.service.sender import main as send
+
+            return send()
         raise CliError(f"'tactful {args.command}' is not implemented yet")
     except PolicyError as exc:
         print(f"tactful: policy error: {exc}", file=sys.stderr)

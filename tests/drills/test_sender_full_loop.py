@@ -59,7 +59,7 @@ def test_events_to_a_mail_in_the_inbox_and_its_feedback_back_to_the_worker(
         events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in story(now)))
         dep.start_worker()
         dep.wait_ready(1)
-        dep.start_worker(command=[sys.executable, "-m", "tactful.service.sender"])
+        dep.start_worker(command=[sys.executable, "-m", "tactful.cli", "send"])
         dep.cli("produce", str(events))  # the wall clock fires the cart's timer at once
 
         deadline = time.monotonic() + 120

@@ -21,7 +21,7 @@ from tactful.core.sending import parse_time
 from tests.integration.harness import deployment
 from tests.integration.smtp_inbox import SmtpServer, free_port
 
-SENDER = [sys.executable, "-m", "tactful.service.sender"]
+SENDER = [sys.executable, "-m", "tactful.cli", "send"]
 
 
 def intent(n: str, customer: str, send_after: float, send_before: float,

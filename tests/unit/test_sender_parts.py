@@ -147,7 +147,7 @@ def test_the_sender_refuses_a_bad_setting_in_one_line_before_touching_kafka(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TACTFUL_")}
     env |= {"TACTFUL_BOOTSTRAP": "127.0.0.1:1", "TACTFUL_SENDER_DIRECTORY": str(directory)}
-    result = subprocess.run([sys.executable, "-m", "tactful.service.sender"], env=env,
+    result = subprocess.run([sys.executable, "-m", "tactful.cli", "send"], env=env,
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.decode() == (
