@@ -240,8 +240,7 @@ class Sender:
         assert consumer is not None
         last_report = last_refresh = time.monotonic()
         while not stop.is_set():
-            async with self.lock:
-                await self._deliver_due()
+            await self._deliver_due()
             self._flow_control(consumer)
             wait_ms = 200
             if self.due:
@@ -374,34 +373,41 @@ class Sender:
         return ledger.next_offset < pending.horizon
 
     async def _deliver_due(self) -> None:
+        """Attempt the intents that are due, each under the lock on its own: a rebalance
+        waits for the attempt under way, not for every due one."""
         now = self.clock()
         held_back: list[tuple[float, str]] = []
         while self.due and self.due[0][0] <= now:
-            due, intent_id = heapq.heappop(self.due)
-            pending = self.pending.get(intent_id)
-            if pending is None or pending.due != due:
-                continue  # cancelled, or rescheduled
-            if not self.paused and self._behind(pending):
-                held_back.append((due, intent_id))
-                continue
-            verdict = decide(pending.window, _state(self.held.get(intent_id)), now)
-            if isinstance(verdict, Deliver):
-                del self.pending[intent_id]
-                await self._attempt(pending)
-            elif isinstance(verdict, Wait):
-                heapq.heappush(self.due, (verdict.until, intent_id))
-                pending.due = verdict.until
-            else:
-                del self.pending[intent_id]
-                if isinstance(verdict, Stale):
-                    await self._write_state(intent_id, pending.tp.partition, "stale",
-                                            pending.window.send_before)
-                self.counts[pending.intent.channel, "stale" if isinstance(verdict, Stale)
-                            else "repeat"] += 1
-                self.ledgers[pending.tp].settle(pending.offset)
+            async with self.lock:
+                if self.due and self.due[0][0] <= now:
+                    await self._due(*heapq.heappop(self.due), now, held_back)
             now = self.clock()
         for entry in held_back:
             heapq.heappush(self.due, entry)
+
+    async def _due(self, due: float, intent_id: str, now: float,
+                   held_back: list[tuple[float, str]]) -> None:
+        pending = self.pending.get(intent_id)
+        if pending is None or pending.due != due:
+            return  # cancelled, rescheduled, or its partition was given up
+        if not self.paused and self._behind(pending):
+            held_back.append((due, intent_id))
+            return
+        verdict = decide(pending.window, _state(self.held.get(intent_id)), now)
+        if isinstance(verdict, Deliver):
+            del self.pending[intent_id]
+            await self._attempt(pending)
+        elif isinstance(verdict, Wait):
+            heapq.heappush(self.due, (verdict.until, intent_id))
+            pending.due = verdict.until
+        else:
+            del self.pending[intent_id]
+            if isinstance(verdict, Stale):
+                await self._write_state(intent_id, pending.tp.partition, "stale",
+                                        pending.window.send_before)
+            self.counts[pending.intent.channel, "stale" if isinstance(verdict, Stale)
+                        else "repeat"] += 1
+            self.ledgers[pending.tp].settle(pending.offset)
 
     async def _attempt(self, pending: Pending) -> None:
         intent, partition = pending.intent, pending.tp.partition
