@@ -47,8 +47,10 @@ async def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> No
 @asynccontextmanager
 async def running(bootstrap: str, tmp: Path, smtp: SmtpServer, clock: Clock,
                   max_waiting: int = 100,
-                  before: list[dict[str, object]] | None = None) -> AsyncIterator[Sender]:
-    prefix = f"s{uuid.uuid4().hex[:8]}."
+                  before: list[dict[str, object]] | None = None,
+                  names: tuple[str, str] | None = None) -> AsyncIterator[Sender]:
+    """A sender on fresh topics, or on the topic prefix and app id of ``names``."""
+    prefix, app_id = names or (f"s{uuid.uuid4().hex[:8]}.", f"app-{uuid.uuid4().hex[:8]}")
     directory = tmp / "directory.jsonl"
     directory.write_bytes(b"".join(
         orjson.dumps({"customer_id": f"cust-{n}", "email": f"cust-{n}@example.org"}) + b"\n"
@@ -58,7 +60,7 @@ async def running(bootstrap: str, tmp: Path, smtp: SmtpServer, clock: Clock,
     await produce(bootstrap, topics.name("intents"), before or [])  # a backlog
     sender = Sender(
         KafkaConnection(bootstrap), topics,
-        SenderConfig(f"app-{uuid.uuid4().hex[:8]}", "news@shop.example", max_waiting,
+        SenderConfig(app_id, "news@shop.example", max_waiting,
                      RetryPolicy(base=5.0, attempts=5), session_timeout=6.0),
         JsonLinesDirectory(str(directory)),
         SmtpTransport(SmtpConfig("127.0.0.1", smtp.port, "none", timeout=5.0)),
@@ -179,3 +181,45 @@ async def test_a_4xx_is_retried_with_backoff_and_a_cancellation_ahead_of_its_int
             assert sender.held["int-b"].state == "cancelled"
             assert sender.held["int-r"].state == "delivered"
             assert sender.held["int-c"].state == "cancelled"
+
+
+async def test_the_state_outlives_a_restart_and_is_removed_a_day_after_send_before(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    clock = Clock()
+    with SmtpServer() as smtp:
+        async with running(kafka_bootstrap, tmp_path, smtp, clock) as sender:
+            await produce(kafka_bootstrap, sender.intents_topic, [
+                intent("short", "cust-1", T - 1, T + 10),
+                intent("long", "cust-2", T - 1, T + 200_000)])
+            await eventually(lambda: sender.counts["email", "delivered"] == 2)
+            names = (sender.topics.prefix, sender.config.app_id)
+            state_topic = sender.state_topic
+        # Restarted a day and a bit after the first one's send_before: it is forgotten
+        # (a repeat of it would be stale anyway), the other is still held.
+        clock.now = T + 10 + 86_400 + 1
+        async with running(kafka_bootstrap, tmp_path, smtp, clock, names=names) as again:
+            await eventually(lambda: "int-long" in again.held)
+            assert again.held["int-long"].state == "delivered"
+            assert "int-short" not in again.held
+    assert len(smtp.inbox.mails) == 2
+
+    from aiokafka.structs import TopicPartition
+
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await reader.start()
+    records = []
+    try:
+        tp = TopicPartition(state_topic, 0)
+        reader.assign([tp])
+        await reader.seek_to_beginning(tp)
+        end = (await reader.end_offsets([tp]))[tp]
+        while await reader.position(tp) < end:
+            batch = await reader.getmany(tp, timeout_ms=1000)
+            records += [(r.key, r.value) for rs in batch.values() for r in rs]
+    finally:
+        await reader.stop()
+    last = {key: value for key, value in records}
+    assert last[b"int-short"] is None  # a tombstone: compaction removes it
+    assert last[b"int-long"] is not None
