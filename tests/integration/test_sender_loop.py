@@ -196,9 +196,13 @@ async def test_the_state_outlives_a_restart_and_is_removed_a_day_after_send_befo
             await eventually(lambda: sender.counts["email", "delivered"] == 2)
             names = (sender.topics.prefix, sender.config.app_id)
             state_topic = sender.state_topic
-        # Restarted a day and a bit after the first one's send_before: it is forgotten
-        # (a repeat of it would be stale anyway), the other is still held.
-        clock.now = T + 10 + 86_400 + 1
+            # A day and a bit after the first one's send_before it is forgotten (a
+            # repeat of it would be stale anyway), the other is still held.
+            clock.now = T + 10 + 86_400 + 1
+            async with sender.lock:
+                await sender.prune()
+            assert set(sender.held) == {"int-long"}
+        # and so after a restart, from the topic
         async with running(kafka_bootstrap, tmp_path, smtp, clock, names=names) as again:
             await eventually(lambda: "int-long" in again.held)
             assert again.held["int-long"].state == "delivered"

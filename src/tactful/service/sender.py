@@ -180,6 +180,7 @@ class Sender:
         self.feedback_topic = topics.name("feedback")
         self.envelope_from = parseaddr(config.smtp_from)[1] or config.smtp_from
         self.held: dict[str, StateRecord] = {}
+        self.where: dict[str, int] = {}  # intent id -> the partition of its state
         self.pending: dict[str, Pending] = {}
         self.due: list[tuple[float, str]] = []  # heap of (due, intent id); lazy removal
         self.ledgers: dict[TopicPartition, CommitLedger] = {}
@@ -267,6 +268,8 @@ class Sender:
                     log.error("directory not read again: %s", exc)
             if time.monotonic() - last_report > 30.0:
                 last_report = time.monotonic()
+                async with self.lock:
+                    await self.prune()
                 self._report()
 
     def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
@@ -463,6 +466,7 @@ class Sender:
         record = StateRecord(state, send_before + STATE_KEEP, iso(self.clock()),
                              cancelled_after)
         self.held[intent_id] = record
+        self.where[intent_id] = partition
         await self._produce(self.state_topic, intent_id.encode(), _encode.encode(record),
                             partition)
 
@@ -490,6 +494,16 @@ class Sender:
         for tp, target in offsets.items():
             self.ledgers[tp].mark(target)
 
+    async def prune(self) -> None:
+        """Forget the entries whose time has passed, and tombstone them in the topic (a
+        repeat of their intent would be stale by now)."""
+        now = self.clock()
+        for key in [k for k, record in self.held.items() if record.keep_until < now]:
+            del self.held[key]
+            partition = self.where.pop(key, None)
+            if partition is not None:
+                await self._produce(self.state_topic, key.encode(), None, partition)
+
     async def load_state(self, partitions: list[int]) -> None:
         """Read these partitions of the state topic to their end; remove the entries
         whose time has passed."""
@@ -499,7 +513,7 @@ class Sender:
         reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=None,
                                   enable_auto_commit=False, **kafka.client_options())
         await reader.start()
-        where: dict[str, int] = {}  # intent id -> its state partition
+        where = self.where
         loaded = 0
         try:
             tps = [TopicPartition(self.state_topic, p) for p in partitions]
@@ -529,11 +543,7 @@ class Sender:
                         remaining.discard(tp)
         finally:
             await reader.stop()
-        now = self.clock()
-        for key, p in where.items():
-            if self.held[key].keep_until < now:
-                del self.held[key]
-                await self._produce(self.state_topic, key.encode(), None, p)
+        await self.prune()
         log.info("sender state read", extra={"partitions": len(partitions), "records": loaded})
 
 
