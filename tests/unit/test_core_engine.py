@@ -239,7 +239,12 @@ def test_abandoned_cart_fires_at_exactly_4h_not_a_second_before() -> None:
     assert norm(i.send_before) == z(28)  # §4.12: 24 h validity
     assert i.topic == "cart_reminders"
     assert [(x.sku, x.qty, x.price) for x in i.items] == [("sku-1", 1, 20.0)]
-    assert i.reasons[0] == "abandoned_cart"
+    # SPEC §2: the trigger, then the code of every guardrail of §4 it passed, in order
+    assert i.reasons == [
+        "abandoned_cart", "verified_identity", "consent", "topic_preferences",
+        "do_not_contact", "quiet_hours", "frequency_cap", "cooldown", "min_lag",
+        "conversion_exit", "gift_exclusion", "sensitive_category", "staleness", "erasure",
+    ]
     assert i.consent.channel == "email" and i.consent.source == "signup"
     assert norm(i.consent.granted_at) == z(-1)
     assert i.policy_version == POLICY.version
@@ -1103,8 +1108,11 @@ def test_push_at_night_is_deferred_to_0800() -> None:
     s.add(8)  # 22:00 EDT → due 02:00 EDT
     s.until(12)
     d = s.one("abandoned_cart")
-    assert (d.outcome, d.channel, d.reason, norm(d.at)) == ("deferred", "push", None, z(12))
+    # SPEC §2: a deferred decision names what moved its send_after
+    assert (d.outcome, d.channel, d.reason, norm(d.at)) == (
+        "deferred", "push", "quiet_hours", z(12))
     (i,) = s.intents()
+    assert i.reasons[0] == "abandoned_cart" and "quiet_hours" in i.reasons  # it passed them
     assert norm(i.created_at) == z(12)
     assert norm(i.send_after) == "2026-06-11T12:00:00Z"  # 08:00 EDT
     assert norm(i.send_before) == z(36)
@@ -1598,6 +1606,10 @@ def test_outputs_encode_as_json() -> None:
         about_an_intent = d.outcome in ("emitted", "deferred") or (
             d.outcome == "cancelled" and d.channel is not None)
         assert (d.intent_id is not None) == about_an_intent
+        # SPEC §2: reason is null only for emitted; deferred names quiet_hours
+        assert (d.reason is None) == (d.outcome == "emitted"), d
+        if d.outcome == "deferred":
+            assert d.reason == "quiet_hours"
 
 
 # ============================================================ more pending-trigger endings

@@ -9,6 +9,7 @@ import pytest
 
 from tactful.core import guardrails as g
 from tactful.core.guardrails import GUARDRAILS, Check, Firing, judge
+from tactful.core.outputs import GUARDRAIL_CODES
 from tactful.core.policy import Policy, load_policy, parse_policy
 from tactful.core.state import Consent, CustomerState, Sent
 
@@ -78,22 +79,38 @@ def variant(old: str, new: str) -> Policy:
 # ------------------------------------------------------------------ order
 
 
+# SPEC §2: the codes an intent's ``reasons`` lists after its kind, in §4's order. The
+# contract names verified_identity, consent, topic_preferences, quiet_hours, frequency_cap,
+# cooldown and min_lag; the others follow §4's headings.
+SPEC_CODES = [
+    "verified_identity",   # 1
+    "consent",             # 2
+    "topic_preferences",   # 3
+    "do_not_contact",      # 4
+    "quiet_hours",         # 5
+    "frequency_cap",       # 6
+    "cooldown",            # 7
+    "min_lag",             # 8
+    "conversion_exit",     # 9
+    "gift_exclusion",      # 10
+    "sensitive_category",  # 11
+    "staleness",           # 12
+    "erasure",             # 13
+]
+
+
 def test_guardrails_are_in_spec_section_4_order() -> None:
-    assert [f.__name__ for f in GUARDRAILS] == [
-        "verified_identity",   # 1
-        "consent",             # 2
-        "topic_preferences",   # 3
-        "do_not_contact",      # 4
-        "quiet_hours",         # 5
-        "frequency_caps",      # 6
-        "cooldown",            # 7
-        "min_lag",             # 8
-        "conversion",          # 9
-        "gifts",               # 10
-        "sensitive_category",  # 11
-        "staleness",           # 12
-        "erasure",             # 13
+    assert [code for code, _ in GUARDRAILS] == SPEC_CODES
+    assert [f for _, f in GUARDRAILS] == [
+        g.verified_identity, g.consent, g.topic_preferences, g.do_not_contact, g.quiet_hours,
+        g.frequency_caps, g.cooldown, g.min_lag, g.conversion, g.gifts, g.sensitive_category,
+        g.staleness, g.erasure,
     ]
+
+
+def test_guardrail_codes_are_the_documented_list() -> None:
+    # The schema's list (outputs.GUARDRAIL_CODES) is the one the guardrails emit.
+    assert list(GUARDRAIL_CODES) == SPEC_CODES
 
 
 def test_judge_returns_first_failure_in_order() -> None:
@@ -105,10 +122,21 @@ def test_judge_returns_first_failure_in_order() -> None:
     assert c.passed == ["verified_identity"]
 
 
-def test_judge_passes_and_lists_every_guardrail() -> None:
+def test_judge_passes_and_lists_every_guardrail_by_its_code() -> None:
     c = check()
     assert judge(c) is None
-    assert c.passed == [f.__name__ for f in GUARDRAILS]
+    assert c.passed == SPEC_CODES
+    # a code, never the name of the function that checks it
+    assert "frequency_caps" not in c.passed and "conversion" not in c.passed
+
+
+def test_judge_lists_the_codes_passed_before_a_later_failure() -> None:
+    cust = customer(email=grant())
+    # the same cart reminded an hour ago: the 16 h cap (6) fails before the cooldown (7)
+    cust.sent = [sent(NOON - H, target="sess-1")]
+    c = check(cust=cust)
+    assert judge(c) == "frequency_cap"
+    assert c.passed == SPEC_CODES[:5]
 
 
 # ---------------------------------------------------------- 1 identity

@@ -189,3 +189,36 @@ def test_an_integral_float_counts_as_an_integer_for_both() -> None:
     event["qty"] = 2.5
     assert not ANY.is_valid(event)
     assert not _decoder_accepts(event)
+
+
+@pytest.mark.parametrize(("outcome", "reason", "valid"), [
+    ("emitted", None, True),
+    ("emitted", "quiet_hours", False),  # SPEC §2: reason is null only for emitted ...
+    ("deferred", "quiet_hours", True),
+    ("deferred", None, False),  # ... and a deferred decision names what moved send_after
+    ("deferred", "stale", False),
+    ("suppressed", "frequency_cap", True),
+    ("suppressed", None, False),
+    ("suppressed", "too_many", False),  # only the codes of SPEC §2
+    ("cancelled", "converted", True),
+])
+def test_the_decision_schema_holds_reason_to_outcome(
+    outcome: str, reason: str | None, valid: bool
+) -> None:
+    record = {"decision_id": "dec-1", "customer_id": "c1", "kind": "abandoned_cart",
+              "channel": "sms", "outcome": outcome, "reason": reason,
+              "at": "2026-05-01T09:00:00Z", "trigger_event_ids": ["e1"]}
+    assert _validator("outputs/decision.json").is_valid(record) == valid
+
+
+def test_the_intent_schema_lists_the_reason_codes() -> None:
+    doc = orjson.loads((SCHEMAS / "outputs" / "intent.json").read_bytes())
+    items = doc["$defs"]["ContactIntent"]["properties"]["reasons"]["items"]
+    codes = {c for part in items.get("anyOf", [items]) for c in part["enum"]}
+    assert codes == {
+        "abandoned_cart", "assist_offer", "browse_abandonment", "low_stock", "back_in_stock",
+        "price_drop",
+        "verified_identity", "consent", "topic_preferences", "do_not_contact", "quiet_hours",
+        "frequency_cap", "cooldown", "min_lag", "conversion_exit", "gift_exclusion",
+        "sensitive_category", "staleness", "erasure",
+    }

@@ -16,7 +16,13 @@ import msgspec
 import orjson
 
 from tactful.core.events import EVENT_TYPES, AnyEvent, StorefrontEvent
-from tactful.core.outputs import Cancellation, ContactIntent, DeadLetter, Decision
+from tactful.core.outputs import (
+    DEFERRED_REASON,
+    Cancellation,
+    ContactIntent,
+    DeadLetter,
+    Decision,
+)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://tactful.dev/schemas/"
@@ -25,6 +31,23 @@ BASE_ID = "https://tactful.dev/schemas/"
 _IDENTITY_RULE = {
     "if": {"properties": {"customer_id": {"type": "string"}}, "required": ["customer_id"]},
     "then": {"required": ["identity"], "properties": {"identity": {"$ref": "#/$defs/Identity"}}},
+}
+
+
+# SPEC §2: reason is null only for emitted, and a deferred decision names what moved its
+# send_after.
+_DECISION_RULE = {
+    "allOf": [
+        {
+            "if": {"properties": {"outcome": {"const": "emitted"}}},
+            "then": {"properties": {"reason": {"type": "null"}}},
+            "else": {"properties": {"reason": {"type": "string"}}},
+        },
+        {
+            "if": {"properties": {"outcome": {"const": "deferred"}}},
+            "then": {"properties": {"reason": {"const": DEFERRED_REASON}}},
+        },
+    ],
 }
 
 
@@ -54,7 +77,10 @@ def documents() -> dict[str, dict[str, Any]]:
         "outputs/deadletter.json": (DeadLetter, "dead-letter record on tactful.deadletter"),
     }
     for path, (cls, title) in outputs.items():
-        docs[path] = _document(msgspec.json.schema(cls), path, title)
+        schema = msgspec.json.schema(cls)
+        if cls is Decision:
+            schema["$defs"]["Decision"].update(_DECISION_RULE)
+        docs[path] = _document(schema, path, title)
     return docs
 
 

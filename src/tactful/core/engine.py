@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from tactful.core.events import (
     CHANNELS,
@@ -64,11 +64,14 @@ from tactful.core.messages import (
     SkuSignal,
 )
 from tactful.core.outputs import (
+    DEFERRED_REASON,
     Cancellation,
     ConsentRef,
     ContactIntent,
     Decision,
     IntentItem,
+    Reason,
+    TriggerKind,
     iso,
     stable_id,
 )
@@ -212,7 +215,9 @@ class Engine:
         firing = self._take_firing(st, kind, target, due)
         if firing is None:
             return
-        reason = "unverified_identity" if self.policy.triggers[kind].channels else "no_channel"
+        reason: Reason = (
+            "unverified_identity" if self.policy.triggers[kind].channels else "no_channel"
+        )
         self._decide_record(
             out, None, st.session_id, kind, None, "suppressed", reason, due, firing.event_ids
         )
@@ -614,7 +619,7 @@ class Engine:
         st: Holder,
         customer: CustomerState | None,
         sid: str,
-        reason: str,
+        reason: Reason,
         t: float,
         event_id: str,
         out: Outbox,
@@ -764,7 +769,7 @@ class Engine:
         )
 
     def _withdraw(
-        self, st: CustomerState, channels: set[str], reason: str, t: float, event_id: str,
+        self, st: CustomerState, channels: set[str], reason: Reason, t: float, event_id: str,
         out: Outbox,
     ) -> None:
         """Consent ended or a sender said stop: cancel waiting intents and hopeless triggers."""
@@ -791,7 +796,7 @@ class Engine:
         self,
         st: CustomerState,
         which: Callable[[Sent], bool],
-        reason: str,
+        reason: Reason,
         t: float,
         event_id: str,
         out: Outbox,
@@ -820,7 +825,7 @@ class Engine:
         customer: CustomerState | None,
         kind: str,
         trigger_ids: Iterable[str],
-        reason: str,
+        reason: Reason,
         t: float,
         event_id: str,
         out: Outbox,
@@ -948,7 +953,7 @@ class Engine:
         items = [i for i in firing.items if not self._sensitive_categories(st, i[3])]
         check = Check(self.policy, st, firing, now, items)
         start = max(firing.created_at, now)
-        reason = "no_channel"
+        reason: Reason = "no_channel"
         for channel in trigger.channels:
             check.channel = channel
             check.send_after = start
@@ -986,7 +991,7 @@ class Engine:
             send_after=iso(check.send_after),
             send_before=iso(firing.created_at + self.policy.validity),
             topic=trigger.topic,
-            reasons=[firing.kind, *check.passed],
+            reasons=[cast(TriggerKind, firing.kind), *check.passed],  # a kind of KINDS
             consent=ConsentRef(channel, iso(grant.at), grant.source),
             policy_version=self.policy.version,
             links=links,
@@ -996,10 +1001,11 @@ class Engine:
             intent_id, firing.kind, channel, firing.created_at, check.send_after,
             firing.target, [i[0] for i in check.items],
         ))
-        outcome = "deferred" if check.send_after > start else "emitted"
+        deferred = check.send_after > start
         self._decide_record(
-            out, st.customer_id, None, firing.kind, channel, outcome, None, firing.created_at,
-            firing.event_ids, intent_id,
+            out, st.customer_id, None, firing.kind, channel,
+            "deferred" if deferred else "emitted", DEFERRED_REASON if deferred else None,
+            firing.created_at, firing.event_ids, intent_id,
         )
 
     def _decide_record(
@@ -1010,7 +1016,7 @@ class Engine:
         kind: str,
         channel: str | None,
         outcome: str,
-        reason: str | None,
+        reason: Reason | None,
         at: float,
         event_ids: list[str],
         intent_id: str | None = None,

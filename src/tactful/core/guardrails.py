@@ -8,6 +8,10 @@ minute (a *deferred* intent), and staleness then judges that moment.
 Customer-wide guardrails (1, 4 for do_not_contact, 9–11, 13) give the same
 answer for every channel; they sit in spec order all the same, so a reader
 finds every rule here by its number.
+
+``GUARDRAILS`` pairs each function with its code: what an intent's ``reasons``
+lists when it passed (SPEC §2). The codes are part of the contract, so renaming
+a function never changes an output.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tactful.core.outputs import GuardrailCode, Reason
 from tactful.core.policy import FrequencyCap, Policy
 from tactful.core.quiet_hours import next_allowed, zone
 from tactful.core.state import CustomerState, Sent
@@ -43,19 +48,19 @@ class Check:
     items: list[tuple[str, int, float, list[str]]]  # non-sensitive items only
     channel: str = ""
     send_after: float = 0.0
-    passed: list[str] = field(default_factory=list)
+    passed: list[GuardrailCode] = field(default_factory=list)
 
 
-Guardrail = Callable[[Check], str | None]
+Guardrail = Callable[[Check], Reason | None]
 
 
-def verified_identity(c: Check) -> str | None:
+def verified_identity(c: Check) -> Reason | None:
     # 1. Customer state exists only for verified customers: sessions known
     # through cookie/ip_match/device_graph never reach it (see engine).
     return None
 
 
-def consent(c: Check) -> str | None:
+def consent(c: Check) -> Reason | None:
     # 2. Granted, not revoked, not expired at decision time.
     grant = c.customer.consents.get(c.channel)
     if grant is None or not grant.granted:
@@ -65,21 +70,21 @@ def consent(c: Check) -> str | None:
     return None
 
 
-def topic_preferences(c: Check) -> str | None:
+def topic_preferences(c: Check) -> Reason | None:
     # 3. An opted-out topic is never used.
     if c.policy.triggers[c.firing.kind].topic in c.customer.opt_out:
         return "topic_opt_out"
     return None
 
 
-def do_not_contact(c: Check) -> str | None:
+def do_not_contact(c: Check) -> Reason | None:
     # 4. complained / unsubscribed (their channel) and do_not_contact (every channel).
     if c.channel in c.customer.blocked:
         return "do_not_contact"
     return None
 
 
-def quiet_hours(c: Check) -> str | None:
+def quiet_hours(c: Check) -> Reason | None:
     # 5. sms/push/phone only inside the allowed window in the customer's zone;
     # the customer's own quiet period narrows it. Defers, never fails: a
     # window that never opens leaves send_after unbounded and staleness fails it.
@@ -93,7 +98,7 @@ def quiet_hours(c: Check) -> str | None:
     return None
 
 
-def frequency_caps(c: Check) -> str | None:
+def frequency_caps(c: Check) -> Reason | None:
     # 6. Emitted, not cancelled, intents counted by created_at in (now - window, now].
     for cap in c.policy.frequency_caps:
         if cap.channel is not None and cap.channel != c.channel:
@@ -115,7 +120,7 @@ def cap_usage(cap: FrequencyCap, sent: list[Sent], now: float) -> int:
     return count
 
 
-def cooldown(c: Check) -> str | None:
+def cooldown(c: Check) -> Reason | None:
     # 7. The same kind for the same sku or cart is not repeated within the window.
     since = c.firing.created_at - c.policy.cooldown
     for sent in c.customer.sent:
@@ -129,7 +134,7 @@ def cooldown(c: Check) -> str | None:
     return None
 
 
-def min_lag(c: Check) -> str | None:
+def min_lag(c: Check) -> Reason | None:
     # 8. A call only long enough after the activity that triggered it.
     lag = c.firing.created_at - c.firing.activity_at
     if c.channel in c.policy.min_lag_channels and lag < c.policy.min_lag:
@@ -137,13 +142,13 @@ def min_lag(c: Check) -> str | None:
     return None
 
 
-def conversion(c: Check) -> str | None:
+def conversion(c: Check) -> Reason | None:
     # 9. A purchase or an emptied cart ends pending triggers (the engine
     # cancels them at once); a firing that was ended meanwhile stops here.
     return None if c.firing.still_wanted else "converted"
 
 
-def gifts(c: Check) -> str | None:
+def gifts(c: Check) -> Reason | None:
     # 10. Gift purchases never feed browse or recommendation triggers.
     if c.policy.triggers[c.firing.kind].topic != "recommendations":
         return None
@@ -154,12 +159,12 @@ def gifts(c: Check) -> str | None:
     return None
 
 
-def sensitive_category(c: Check) -> str | None:
+def sensitive_category(c: Check) -> Reason | None:
     # 11. Sensitive items are left out of every trigger; nothing left, no trigger.
     return None if c.items else "sensitive_category"
 
 
-def staleness(c: Check) -> str | None:
+def staleness(c: Check) -> Reason | None:
     # 12. Not deliverable within the trigger's validity: stale. Also when the
     # clock is already past it (a timer fired late, e.g. after a long outage).
     valid_until = c.firing.created_at + c.policy.validity
@@ -168,34 +173,40 @@ def staleness(c: Check) -> str | None:
     return None
 
 
-def erasure(c: Check) -> str | None:
+def erasure(c: Check) -> Reason | None:
     # 13. Erasure deletes the customer's state; nothing erased can reach here.
     return None
 
 
-GUARDRAILS: tuple[Guardrail, ...] = (
-    verified_identity,   # 1
-    consent,             # 2
-    topic_preferences,   # 3
-    do_not_contact,      # 4
-    quiet_hours,         # 5
-    frequency_caps,      # 6
-    cooldown,            # 7
-    min_lag,             # 8
-    conversion,          # 9
-    gifts,               # 10
-    sensitive_category,  # 11
-    staleness,           # 12
-    erasure,             # 13
+# Spec order (§4): the first that fails gives the reason. Each code is what an intent's
+# ``reasons`` lists when the guardrail passed.
+GUARDRAILS: tuple[tuple[GuardrailCode, Guardrail], ...] = (
+    ("verified_identity", verified_identity),    # 1
+    ("consent", consent),                        # 2
+    ("topic_preferences", topic_preferences),    # 3
+    ("do_not_contact", do_not_contact),          # 4
+    ("quiet_hours", quiet_hours),                # 5
+    ("frequency_cap", frequency_caps),           # 6
+    ("cooldown", cooldown),                      # 7
+    # 8 stays though the default policy never fails it: the email-first ladder times an
+    # assist_offer from the reminder, and its 48 h delay happens to equal the lag. A policy
+    # that shortens that delay, or puts phone on another trigger, meets this rule, which
+    # bounds every call (SPEC §4.8), whatever trigger asked for it.
+    ("min_lag", min_lag),                        # 8
+    ("conversion_exit", conversion),             # 9
+    ("gift_exclusion", gifts),                   # 10
+    ("sensitive_category", sensitive_category),  # 11
+    ("staleness", staleness),                    # 12
+    ("erasure", erasure),                        # 13
 )
 
 
-def judge(c: Check) -> str | None:
+def judge(c: Check) -> Reason | None:
     """Run every guardrail for ``c.channel``; None when the channel may be used."""
     c.passed.clear()
-    for guardrail in GUARDRAILS:
+    for code, guardrail in GUARDRAILS:
         reason = guardrail(c)
         if reason is not None:
             return reason
-        c.passed.append(guardrail.__name__)
+        c.passed.append(code)
     return None

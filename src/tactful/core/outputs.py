@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 Outcome = Literal["emitted", "deferred", "suppressed", "cancelled"]
-REASON_CODES = (
-    "no_consent", "consent_expired", "unverified_identity", "quiet_hours", "frequency_cap",
-    "cooldown", "min_lag", "converted", "cart_emptied", "topic_opt_out", "sensitive_category",
-    "do_not_contact", "gift_excluded", "stale", "erased", "no_channel",
-)
+# A decision's reason (SPEC §2): why it was not simply emitted.
 Reason = Literal[
     "no_consent", "consent_expired", "unverified_identity", "quiet_hours", "frequency_cap",
     "cooldown", "min_lag", "converted", "cart_emptied", "topic_opt_out", "sensitive_category",
     "do_not_contact", "gift_excluded", "stale", "erased", "no_channel",
 ]
+REASON_CODES: tuple[Reason, ...] = get_args(Reason)
+# What moved a deferred intent's send_after: quiet hours are the only guardrail that defers
+# (a jurisdiction's forbidden day or hour defers as quiet_hours too, SPEC §4.5).
+DEFERRED_REASON: Reason = "quiet_hours"
+# An intent's ``reasons``: its trigger kind, then the code of every guardrail it passed, in
+# the order of SPEC §4. Codes are part of the contract, named here once and never derived
+# from the names of the functions that check them (guardrails.GUARDRAILS pairs the two).
+TriggerKind = Literal[
+    "abandoned_cart", "assist_offer", "browse_abandonment", "low_stock", "back_in_stock",
+    "price_drop",
+]
+GuardrailCode = Literal[
+    "verified_identity", "consent", "topic_preferences", "do_not_contact", "quiet_hours",
+    "frequency_cap", "cooldown", "min_lag", "conversion_exit", "gift_exclusion",
+    "sensitive_category", "staleness", "erasure",
+]
+GUARDRAIL_CODES: tuple[GuardrailCode, ...] = get_args(GuardrailCode)
 
 
 class IntentItem(Struct, gc=False, frozen=True):
@@ -50,7 +63,12 @@ class ContactIntent(Struct, gc=False, frozen=True, omit_defaults=True):
     send_after: str
     send_before: str
     topic: str
-    reasons: list[str]
+    reasons: Annotated[
+        list[TriggerKind | GuardrailCode],
+        Meta(description="The trigger kind, then the code of each guardrail the intent "
+                         "passed, in the order of SPEC §4 (1 verified_identity ... "
+                         "13 erasure)."),
+    ]
     consent: ConsentRef
     policy_version: str
     links: Links | None = None
@@ -61,7 +79,7 @@ class Cancellation(Struct, gc=False, frozen=True):
 
     intent_id: str
     cancelled: bool
-    reason: str
+    reason: Reason
     customer_id: str
     channel: str
     at: str
@@ -75,7 +93,11 @@ class Decision(Struct, gc=False, frozen=True, omit_defaults=True):
     kind: str
     channel: str | None
     outcome: Outcome
-    reason: str | None
+    reason: Annotated[
+        Reason | None,
+        Meta(description="null only for emitted; a deferred decision names what moved its "
+                         "send_after (quiet_hours)."),
+    ]
     at: str
     trigger_event_ids: list[str]
     intent_id: str | None = None

@@ -13,20 +13,15 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tactful.core.errors import PolicyError
 from tactful.core.events import CHANNELS
+from tactful.core.outputs import TriggerKind
 
-KINDS = (
-    "abandoned_cart",
-    "assist_offer",
-    "browse_abandonment",
-    "low_stock",
-    "back_in_stock",
-    "price_drop",
-)
+# Every trigger kind, in the order triggers due at the same moment fire (SPEC §3's table).
+KINDS: tuple[str, ...] = get_args(TriggerKind)
 TOPICS = ("cart_reminders", "stock_alerts", "deals", "recommendations")
 _DURATION = re.compile(r"^([0-9]{1,9})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
