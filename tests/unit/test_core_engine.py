@@ -1205,6 +1205,34 @@ def test_erasure_cancels_a_deferred_intent() -> None:
     _cancelled(s, i, "erased", 14)
 
 
+def test_a_late_purchase_cancels_but_never_before_the_intent_existed() -> None:
+    # The purchase happened at +10 (before the timer fired at +12) but arrives after it: the
+    # intent is cancelled (its send_after, +18, is later than the purchase), dated at its
+    # own created_at, not before it (SPEC §2).
+    s = Story()
+    i = _deferred_push(s)
+    s.until(13)
+    s.purchase(10, ("sku-1", 1, 20.0))
+    _cancelled(s, i, "converted", 12)
+    (c,) = s.cancellations()
+    assert norm(c.at) == norm(i.created_at)
+
+
+def test_a_late_revocation_is_dated_at_the_intent_it_cancels() -> None:
+    s = Story()
+    i = _deferred_push(s)
+    s.until(13)
+    s.revoke(11, "push")
+    _cancelled(s, i, "no_consent", 12)
+
+
+def test_a_timely_cancellation_keeps_the_time_of_its_event() -> None:
+    s = Story()
+    i = _deferred_push(s)
+    s.purchase(15, ("sku-1", 1, 20.0))
+    _cancelled(s, i, "converted", 15)  # later than created_at (+12): the event's own time
+
+
 def test_revoking_another_channel_cancels_nothing() -> None:
     s = Story()
     _deferred_push(s)

@@ -805,7 +805,9 @@ class Engine:
             if sent.cancelled or sent.send_after <= t or not which(sent):
                 continue
             sent.cancelled = True
-            at = iso(t)
+            # A late event (stamped before the intent was made) cancels it all the same, but
+            # never before it existed (SPEC §2): the audit trail stays in order.
+            at = iso(max(t, sent.created_at))
             out.intents.append((
                 st.customer_id,
                 Cancellation(sent.intent_id, True, reason, st.customer_id, sent.channel, at),
