@@ -392,6 +392,77 @@ def test_assist_offer_needs_a_reminder_that_went_out() -> None:
     assert s.intents() == []
 
 
+def test_a_push_reminder_does_not_open_the_way_to_a_call() -> None:
+    # SPEC §3: the ladder is email first; the default policy counts email reminders only.
+    s = Story()
+    s.consent(-1, "push", "phone")
+    s.add(0, sku="sku-a", price=600.0)
+    s.until(24 * 7)
+    d = s.one("abandoned_cart")
+    assert (d.outcome, d.channel) == ("emitted", "push")
+    assert s.decisions("assist_offer") == []  # the trigger never fired
+    assert [i.channel for i in s.intents()] == ["push"]
+
+
+def test_an_sms_reminder_does_not_open_the_way_to_a_call() -> None:
+    s = Story()
+    s.consent(-1, "sms", "phone")
+    s.add(0, sku="sku-a", price=600.0)
+    s.until(24 * 7)
+    assert s.one("abandoned_cart").channel == "sms"
+    assert s.decisions("assist_offer") == []
+
+
+def test_a_cart_reminded_by_push_leaves_no_call_to_cancel() -> None:
+    # The pending call could never have fired, so emptying the cart cancels nothing of it.
+    s = Story()
+    s.consent(-1, "push", "phone")
+    s.add(0, sku="sku-a", price=600.0)
+    s.until(5)
+    s.remove(10, sku="sku-a", price=600.0)
+    s.until(24 * 7)
+    assert s.decisions("assist_offer") == []
+
+
+def test_a_policy_may_count_push_reminders_too() -> None:
+    p = variant(("triggers.assist_offer", 'reminder_channels = ["email"]',
+                 'reminder_channels = ["email", "push"]'))
+    s = Story(p)
+    s.consent(-1, "push", "phone")
+    s.add(0, sku="sku-a", price=600.0)
+    s.until(24 * 7)
+    assert s.one("abandoned_cart").channel == "push"
+    d = s.one("assist_offer")
+    assert (d.outcome, d.channel, norm(d.at)) == ("emitted", "phone", z(48))
+
+
+def test_a_cart_emptied_after_an_email_reminder_cancels_the_pending_call() -> None:
+    s = Story()
+    s.consent(-1, "email", "phone")
+    s.add(0, sku="sku-a", price=600.0)
+    s.until(5)
+    s.remove(10, sku="sku-a", price=600.0)
+    s.until(24 * 7)
+    assert s.one("abandoned_cart").outcome == "emitted"
+    d = s.one("assist_offer")
+    assert (d.outcome, d.reason, d.channel, norm(d.at)) == (
+        "cancelled", "cart_emptied", None, z(10))
+
+
+def test_min_lag_fails_a_call_under_a_policy_that_calls_sooner() -> None:
+    # The default policy never reaches §4.8 (the call is due 48 h after the activity, the
+    # lag is 48 h). A policy that calls after 30 h still has the email-first ladder met
+    # (reminder at +4 h, 26 h before) and meets the minimum lag instead.
+    p = variant(("triggers.assist_offer", 'delay = "48h"', 'delay = "30h"'))
+    s = Story(p)
+    _big_cart(s)
+    s.until(24 * 4)
+    assert s.one("abandoned_cart").outcome == "emitted"
+    d = s.one("assist_offer")
+    assert (d.outcome, d.reason, d.channel, norm(d.at)) == ("suppressed", "min_lag", None, z(30))
+    assert s.intents("assist_offer") == []
+
+
 def test_assist_offer_not_after_purchase() -> None:
     s = Story()
     _big_cart(s)

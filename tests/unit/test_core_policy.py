@@ -52,6 +52,7 @@ def test_default_trigger_delays_match_spec_3(policy) -> None:  # type: ignore[no
     assert t["browse_abandonment"].delay == 24 * H  # §3: fires 24 h after the last view
     assert policy.assist_min_cart_value == 500  # §3: cart value ≥ 500
     assert policy.assist_after_reminder == 24 * H  # §3: intent went out ≥ 24 h ago
+    assert policy.assist_reminder_channels == {"email"}  # §3: default email only
     assert policy.browse_min_views == 3  # §3: viewed ≥ 3 times
     assert policy.browse_view_window == 24 * H  # §3: within 24 h
     assert policy.low_stock_threshold == 3  # §3: falls to ≤ 3 from above 3
@@ -193,6 +194,32 @@ def test_unknown_channel_in_a_later_table_points_at_its_own_line() -> None:
     assert err.key == "triggers.low_stock.channels"
     assert "pigeon" in err.reason
     assert err.line == line_of(text, '"pigeon"')
+
+
+def test_reminder_channels_name_which_reminders_open_the_way_to_a_call() -> None:
+    text = edit("triggers.assist_offer", 'reminder_channels = ["email"]',
+                'reminder_channels = ["email", "push"]')
+    assert parse_policy(text.encode()).assist_reminder_channels == {"email", "push"}
+
+
+def test_reminder_channels_default_to_email_in_an_older_file() -> None:
+    text = edit("triggers.assist_offer", 'reminder_channels = ["email"]\n', "")
+    assert "reminder_channels =" not in text
+    assert parse_policy(text.encode()).assist_reminder_channels == {"email"}
+
+
+@pytest.mark.parametrize(("value", "needle"), [
+    ('["email", "carrier_pigeon"]', "carrier_pigeon"),
+    ("[]", "must not be empty"),
+    ('"email"', "list of channel names"),
+])
+def test_bad_reminder_channels_are_refused_at_their_line(value: str, needle: str) -> None:
+    text = edit("triggers.assist_offer", 'reminder_channels = ["email"]',
+                f"reminder_channels = {value}")
+    err = refuse(text)
+    assert err.key == "triggers.assist_offer.reminder_channels"
+    assert needle in err.reason
+    assert err.line == line_of(text, "reminder_channels =", "triggers.assist_offer")
 
 
 def test_unknown_channel_on_a_frequency_cap() -> None:
@@ -346,3 +373,11 @@ def test_a_toml_syntax_error_names_file_and_line() -> None:
     err = refuse(text, "shop.toml")
     assert err.line == line_of(text, "session_ttl = = 3")
     assert str(err).startswith(f"shop.toml:{err.line}: ")
+
+
+def test_the_readme_quotes_the_packaged_policy_version() -> None:
+    # The README's example intent is what `tactful replay` writes with the packaged policy;
+    # a change of default.toml changes its policy_version (a hash of the file).
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    quoted = set(re.findall(r"2026\.11-default\+[0-9a-f]{12}", readme))
+    assert quoted == {load_policy().version}

@@ -465,15 +465,23 @@ class Engine:
         return firing
 
     def _ladder_ready(self, st: CustomerState, cart: Cart, target: str, due: float) -> bool:
-        """assist_offer fires only for a big cart after a cart reminder went out long enough ago."""
-        if self._cart_value(st, cart) < self.policy.assist_min_cart_value:
-            return False
+        """assist_offer fires only for a big cart after a cart reminder went out long enough
+        ago on a channel that counts (the email-first ladder, SPEC §3)."""
         latest = due - self.policy.assist_after_reminder
-        return any(
-            s.kind == "abandoned_cart" and s.target == target and not s.cancelled
-            and s.created_at >= cart.last_activity and s.send_after <= latest
-            for s in st.sent
-        )
+        return any(s.send_after <= latest for s in self._reminders(st, target, cart))
+
+    def _reminders(self, st: CustomerState, target: str, cart: Cart) -> list[Sent]:
+        """The live cart reminders that can lead to a call: this idle period's abandoned_cart
+        intents for the cart, not cancelled, on a channel of ``reminder_channels``; none
+        when the cart is too small to call about."""
+        if self._cart_value(st, cart) < self.policy.assist_min_cart_value:
+            return []
+        channels = self.policy.assist_reminder_channels
+        return [
+            s for s in st.sent
+            if s.kind == "abandoned_cart" and s.target == target and not s.cancelled
+            and s.channel in channels and s.created_at >= cart.last_activity
+        ]
 
     # ----------------------------------------------------------- shopper activity
 
@@ -660,14 +668,9 @@ class Engine:
         )
 
     def _reminded(self, st: CustomerState, sid: str, cart: Cart) -> bool:
-        """Whether a pending assist_offer could still fire: a big cart already reminded."""
-        if self._cart_value(st, cart) < self.policy.assist_min_cart_value:
-            return False
-        return any(
-            s.kind == "abandoned_cart" and s.target == sid and not s.cancelled
-            and s.created_at >= cart.last_activity
-            for s in st.sent
-        )
+        """Whether a pending assist_offer could still fire: a big cart already reminded on a
+        channel that counts."""
+        return bool(self._reminders(st, sid, cart))
 
     # --------------------------------------------------------- customer helpers
 

@@ -59,6 +59,9 @@ class Policy:
     triggers: dict[str, TriggerPolicy]
     assist_min_cart_value: float
     assist_after_reminder: float
+    # The channels of an abandoned_cart reminder that open the way to a call (SPEC §3's
+    # email-first ladder): a push nobody saw is no invitation to phone.
+    assist_reminder_channels: frozenset[str]
     browse_min_views: int
     browse_view_window: float
     low_stock_threshold: int
@@ -239,7 +242,7 @@ class _Reader:
             raise self.fail(f"triggers.{missing[0]}", "missing trigger table")
         extra_keys = {
             "abandoned_cart": {"delay"},
-            "assist_offer": {"delay", "min_cart_value", "after_reminder"},
+            "assist_offer": {"delay", "min_cart_value", "after_reminder", "reminder_channels"},
             "browse_abandonment": {"delay", "min_views", "view_window"},
             "low_stock": {"threshold"},
             "back_in_stock": set(),
@@ -257,6 +260,11 @@ class _Reader:
             triggers[kind] = TriggerPolicy(kind, chans, str(topic), delay)
         assist = triggers_doc["assist_offer"]
         browse = triggers_doc["browse_abandonment"]
+        # SPEC §3: email only unless the policy says otherwise (older files keep that).
+        reminder_channels = self.channels(
+            {"reminder_channels": assist.get("reminder_channels", ["email"])},
+            "reminder_channels", "triggers.assist_offer.reminder_channels", empty_ok=False,
+        )
 
         self.required(doc, "quiet_hours", "a [quiet_hours] table")
         self.required(doc, "frequency_caps",
@@ -335,6 +343,7 @@ class _Reader:
             assist_after_reminder=self.duration(
                 assist, "after_reminder", "triggers.assist_offer.after_reminder"
             ),
+            assist_reminder_channels=frozenset(reminder_channels),
             browse_min_views=int(
                 self.number(browse, "min_views", "triggers.browse_abandonment.min_views", 1, 1000)
             ),
