@@ -47,6 +47,46 @@ SESSION_TTL = 30 * D  # not in SPEC: the policy's session_ttl; only used to be l
 CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
 EVENT_KINDS = frozenset({"low_stock", "back_in_stock", "price_drop"})
 CART_DELAY = {"abandoned_cart": 4 * H, "assist_offer": 48 * H}
+AFTER_REMINDER = 24 * H  # SPEC §3: the call only after a reminder went out >= 24 h before,
+REMINDER_CHANNELS = frozenset({"email"})  # on a channel the policy names (default email only)
+# SPEC §2: the reason codes of a decision (null only for emitted; deferred: quiet_hours) ...
+REASON_CODES = frozenset(
+    {
+        "no_consent",
+        "consent_expired",
+        "unverified_identity",
+        "quiet_hours",
+        "frequency_cap",
+        "cooldown",
+        "min_lag",
+        "converted",
+        "cart_emptied",
+        "topic_opt_out",
+        "sensitive_category",
+        "do_not_contact",
+        "gift_excluded",
+        "stale",
+        "erased",
+        "no_channel",
+    }
+)
+# ... and the code of each guardrail of §4, in its order, that an intent lists after its kind
+# (the names SPEC §2 gives, the others after §4's headings; the schema documents the list).
+GUARDRAIL_CODES = (
+    "verified_identity",  # 1
+    "consent",  # 2
+    "topic_preferences",  # 3
+    "do_not_contact",  # 4
+    "quiet_hours",  # 5
+    "frequency_cap",  # 6
+    "cooldown",  # 7
+    "min_lag",  # 8
+    "conversion_exit",  # 9
+    "gift_exclusion",  # 10
+    "sensitive_category",  # 11
+    "staleness",  # 12
+    "erasure",  # 13
+)
 ACTIVITY = frozenset({"cart_add", "cart_remove", "checkout_started", "purchase"})
 STOREFRONT = frozenset(
     {
@@ -623,11 +663,7 @@ def check_structure(run: Run) -> list[str]:
                 out.append(f"{iid} cancelled twice")
             cancelled.add(iid)
             intent = emitted[iid]
-            if not ts(intent["send_after"]) > ts(rec["at"]):
-                out.append(
-                    f"cancellation of {iid} at {rec['at']} is not before its send_after "
-                    f"{intent['send_after']}"
-                )
+            out.extend(_check_cancellation_time(run, intent, rec))
             if iid not in cancel_decisions:
                 out.append(f"cancellation of {iid} without a cancelled decision")
             for k in ("customer_id", "channel"):
@@ -665,6 +701,44 @@ def check_structure(run: Run) -> list[str]:
             out.append(f"{_desc(rec)}: channel not in the trigger's channels")
         if rec.get("kind") in CART_KINDS:
             out.extend(_check_cart_timing(run, rec, d))
+    return out
+
+
+def _check_cancellation_time(
+    run: Run, intent: dict[str, Any], rec: dict[str, Any]
+) -> list[str]:
+    """SPEC §2: a cancellation comes from an event stamped before the intent's send_after,
+    and its `at` is never earlier than the intent's created_at (semantics.md: the later of
+    the event's ts and created_at)."""
+    iid, at = intent["intent_id"], ts(rec["at"])
+    created, after = ts(intent["created_at"]), ts(intent["send_after"])
+    out = []
+    if at < created:
+        out.append(f"cancellation of {iid} at {rec['at']} before its created_at")
+    by = [
+        run.by_id[x]
+        for d in run.decisions
+        if d["outcome"] == "cancelled" and d.get("intent_id") == iid
+        for x in d.get("trigger_event_ids") or ()
+        if x in run.by_id
+    ]
+    if by:
+        if not by[-1].ts < after:
+            out.append(
+                f"cancellation of {iid} by {by[-1].id} at {by[-1].raw['ts']}, not before "
+                f"its send_after {intent['send_after']}"
+            )
+        if at != max(by[-1].ts, created):
+            out.append(
+                f"cancellation of {iid} at {rec['at']}: not the later of its event's ts "
+                f"{by[-1].raw['ts']} and created_at {intent['created_at']}"
+            )
+    elif at >= after and at != created:  # its event unknown: before send_after, or at it
+        # when the intent was not deferred and the event came late
+        out.append(
+            f"cancellation of {iid} at {rec['at']} is not before its send_after "
+            f"{intent['send_after']}"
+        )
     return out
 
 
@@ -766,32 +840,72 @@ def check_triggers(run: Run) -> list[str]:
                 out.append(f"{_desc(intent)}: no 3 of its views lie within 24h")
             if not skus <= {v.raw["sku"] for v in views}:
                 out.append(f"{_desc(intent)}: items {sorted(skus)} were not viewed")
-        elif kind == "assist_offer":
-            sessions = {e.raw["session_id"] for e in run.storefront_triggers(d)}
-            ok = False
-            cancelled_before = {
-                r["intent_id"]
-                for r in run.records[: run.records.index(intent)]
-                if r.get("cancelled")
-            }
-            for j in run.records[: run.records.index(intent)]:
-                if (
-                    j.get("cancelled")
-                    or j["kind"] != "abandoned_cart"
-                    or j["customer_id"] != intent["customer_id"]
-                    or j["intent_id"] in cancelled_before
-                ):
-                    continue
-                jd = run.decision_of.get(j["intent_id"])
-                same_cart = jd is not None and sessions & {
-                    e.raw["session_id"] for e in run.storefront_triggers(jd)
-                }
-                if same_cart and ts(j["send_after"]) <= created - 24 * H:
-                    ok = True
-            if not ok:
-                out.append(
-                    f"{_desc(intent)}: no abandoned_cart intent for the cart went out >= 24h before"
-                )
+    out.extend(_check_ladder(run))
+    return out
+
+
+def _check_ladder(run: Run) -> list[str]:
+    """SPEC §3: `assist_offer` fires (emitted, deferred or suppressed: it was evaluated) only
+    after an `abandoned_cart` intent for the same cart, on a reminder channel (email), not
+    cancelled, went out (send_after) >= 24 h before its due time."""
+    out = []
+    intent_of = {i["intent_id"]: i for i in run.intents}
+    for k, d in enumerate(run.decisions):
+        if d["kind"] != "assist_offer" or d["outcome"] == "cancelled":
+            continue
+        sessions = {e.raw["session_id"] for e in run.storefront_triggers(d)}
+        earlier = run.decisions[:k]
+        cancelled = {p.get("intent_id") for p in earlier if p["outcome"] == "cancelled"}
+        reminders = [
+            p
+            for p in earlier
+            if p["kind"] == "abandoned_cart"
+            and p["outcome"] in ("emitted", "deferred")
+            and p["customer_id"] == d["customer_id"]
+            and p["intent_id"] not in cancelled
+            and p["intent_id"] in intent_of
+            and sessions & {e.raw["session_id"] for e in run.storefront_triggers(p)}
+            and ts(intent_of[p["intent_id"]]["send_after"]) <= ts(d["at"]) - AFTER_REMINDER
+        ]
+        if not reminders:
+            out.append(
+                f"assist_offer decision {d['decision_id']} ({d['outcome']}) at {d['at']}: "
+                f"no abandoned_cart intent for the cart went out >= 24h before"
+            )
+        elif not any(p["channel"] in REMINDER_CHANNELS for p in reminders):
+            out.append(
+                f"assist_offer decision {d['decision_id']} ({d['outcome']}) at {d['at']}: the "
+                f"cart was reminded only by {sorted({p['channel'] for p in reminders})}, "
+                f"not by {sorted(REMINDER_CHANNELS)}"
+            )
+    return out
+
+
+# --- reason codes ------------------------------------------------------------------------------
+
+
+def check_reasons(run: Run) -> list[str]:
+    """SPEC §2: a decision's reason is a listed code, null only for emitted; a deferred one
+    names quiet_hours (what moved its send_after). An intent's `reasons` is its kind, then
+    the code of every guardrail of §4 in order (it passed them all). Cancellations carry a
+    listed code."""
+    out = []
+    for d in run.decisions:
+        reason, outcome = d.get("reason"), d.get("outcome")
+        if outcome == "emitted":
+            if reason is not None:
+                out.append(f"decision {d['decision_id']}: emitted with reason {reason}")
+        elif reason not in REASON_CODES:
+            out.append(f"decision {d['decision_id']}: {outcome} with reason {reason!r}")
+        elif outcome == "deferred" and reason != "quiet_hours":
+            out.append(f"decision {d['decision_id']}: deferred with reason {reason}")
+    for intent in run.intents:
+        want = [intent.get("kind"), *GUARDRAIL_CODES]
+        if intent.get("reasons") != want:
+            out.append(f"{_desc(intent)}: reasons {intent.get('reasons')} != {want}")
+    for c in run.cancellations:
+        if c.get("reason") not in REASON_CODES:
+            out.append(f"cancellation of {c.get('intent_id')}: reason {c.get('reason')!r}")
     return out
 
 
@@ -921,6 +1035,7 @@ CHECKS = {
     "cancellations_complete": check_cancellations_complete,
     "structure": check_structure,
     "triggers": check_triggers,
+    "reasons": check_reasons,
     "cart_liveness": check_cart_liveness,
     "sensitive": check_sensitive,
     "gifts_and_topics": check_gifts_and_topics,

@@ -21,6 +21,7 @@ from checker import (
     check_consent,
     check_gifts_and_topics,
     check_quiet_hours,
+    check_reasons,
     check_sensitive,
     check_structure,
     check_triggers,
@@ -76,7 +77,7 @@ def intent(
     granted_at: str = t("10:00"),
     topic: str | None = None,
 ) -> dict[str, Any]:
-    from checker import TOPIC_OF, VALIDITY, ts
+    from checker import GUARDRAIL_CODES, TOPIC_OF, VALIDITY, ts
 
     from tactful.core.outputs import iso
 
@@ -90,7 +91,7 @@ def intent(
         "send_after": send_after or created,
         "send_before": iso(ts(created) + VALIDITY),
         "topic": topic or TOPIC_OF[kind],
-        "reasons": [kind],
+        "reasons": [kind, *GUARDRAIL_CODES],
         "consent": {"channel": channel, "granted_at": granted_at, "source": "signup"},
         "policy_version": "test",
     }
@@ -106,7 +107,7 @@ def decision(
         "kind": rec["kind"],
         "channel": rec["channel"],
         "outcome": outcome or ("deferred" if deferred else "emitted"),
-        "reason": reason,
+        "reason": reason if reason is not None or not deferred else "quiet_hours",
         "at": rec["created_at"],
         "trigger_event_ids": trigger,
         "intent_id": rec["intent_id"],
@@ -172,6 +173,7 @@ def test_base_story_passes_every_check() -> None:
         check_cancellations_complete,
         check_structure,
         check_triggers,
+        check_reasons,
         check_sensitive,
         check_gifts_and_topics,
     ):
@@ -517,6 +519,115 @@ def test_assist_offer_without_an_earlier_reminder_is_caught() -> None:
     found = check_triggers(run(BASE, call))
     assert any("no abandoned_cart intent" in v for v in found), found
     assert check_triggers(run(BASE, EMAIL, call)) == []
+
+
+def _call_story(reminder_channel: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """c1 carts a 650 tv at 12:05Z; the reminder goes out at 16:05Z on `reminder_channel`;
+    the call is due 48 h after the cart_add."""
+    events = [
+        *BASE,
+        grant("g4", t("10:00"), "phone"),
+        ev("a2", t("12:05"), "cart_add", **verified(), **product("k-tv", price=650.0)),
+    ]
+    tv = [{"sku": "k-tv", "qty": 1, "price": 650.0}]
+    reminder = intent("int-1", t("16:05"), channel=reminder_channel, items=tv)
+    call = intent("int-2", t("12:05", "2026-06-03"), channel="phone", kind="assist_offer",
+                  items=tv)
+    return events, [reminder, call]
+
+
+def test_a_call_after_a_push_reminder_is_caught() -> None:
+    events, (email, call) = _call_story("email")
+    decs = [decision(email, ["a2"]), decision(call, ["a2"])]
+    assert check_triggers(run(events, email, call, decisions=decs)) == []
+    events, (push, call) = _call_story("push")
+    decs = [decision(push, ["a2"]), decision(call, ["a2"])]
+    found = check_triggers(run(events, push, call, decisions=decs))
+    assert any("reminded only by ['push']" in v for v in found), found
+
+
+def test_a_suppressed_call_without_an_email_reminder_is_caught() -> None:
+    # A suppressed call was evaluated, so it fired: the ladder must hold for it too.
+    events, (push, call) = _call_story("push")
+    suppressed = {**decision(call, ["a2"], outcome="suppressed", reason="frequency_cap"),
+                  "channel": None, "intent_id": None}
+    found = check_triggers(run(events, push, decisions=[decision(push, ["a2"]), suppressed]))
+    assert any("reminded only by" in v for v in found), found
+    found = check_triggers(run(events, decisions=[suppressed]))
+    assert any("no abandoned_cart intent" in v for v in found), found
+
+
+def test_a_call_after_a_cancelled_reminder_is_caught() -> None:
+    events, (email, call) = _call_story("email")
+    rec, dec = cancel(email, t("15:00"), "x", "converted")
+    decs = [decision(email, ["a2"]), dec, decision(call, ["a2"])]
+    found = check_triggers(run(events, email, rec, call, decisions=decs))
+    assert any("no abandoned_cart intent" in v for v in found), found
+
+
+# reason codes -----------------------------------------------------------------------------------
+def test_reason_codes_are_checked() -> None:
+    assert check_reasons(run(BASE, EMAIL)) == []
+    with_reason = decision(EMAIL, ["a1"], reason="quiet_hours")
+    assert any("emitted with reason" in v for v in check_reasons(
+        run(BASE, EMAIL, decisions=[with_reason])))
+    sms = intent("int-1", t("02:00", "2026-06-02"), channel="sms",
+                 send_after=t("12:00", "2026-06-02"))
+    assert check_reasons(run(BASE, sms)) == []  # deferred: quiet_hours
+    silent = {**decision(sms, ["a1"]), "reason": None}
+    assert any("deferred with reason None" in v for v in check_reasons(
+        run(BASE, sms, decisions=[silent])))
+    other = {**decision(sms, ["a1"]), "reason": "stale"}
+    assert any("deferred with reason stale" in v for v in check_reasons(
+        run(BASE, sms, decisions=[other])))
+    made_up = {**decision(sms, ["a1"]), "outcome": "suppressed", "reason": "because"}
+    assert any("'because'" in v for v in check_reasons(run(BASE, decisions=[made_up])))
+
+
+def test_intent_reasons_must_be_the_kind_then_every_guardrail_code_in_order() -> None:
+    from checker import GUARDRAIL_CODES
+
+    by_name = {**EMAIL, "reasons": ["abandoned_cart", "verified_identity", "consent",
+                                    "topic_preferences", "do_not_contact", "quiet_hours",
+                                    "frequency_caps", *GUARDRAIL_CODES[6:]]}
+    assert any("reasons" in v for v in check_reasons(run(BASE, by_name)))
+    shuffled = {**EMAIL, "reasons": ["abandoned_cart", *reversed(GUARDRAIL_CODES)]}
+    assert check_reasons(run(BASE, shuffled))
+    assert check_reasons(run(BASE, {**EMAIL, "reasons": ["abandoned_cart"]}))
+
+
+def test_the_checker_codes_are_the_ones_the_schema_documents() -> None:
+    # The contract's list (SPEC §2: "documented with the schema"), not the engine's code.
+    from pathlib import Path
+
+    from checker import GUARDRAIL_CODES, KINDS, REASON_CODES
+
+    root = Path(__file__).resolve().parents[2] / "schemas" / "outputs"
+    intent_doc = orjson.loads((root / "intent.json").read_bytes())
+    items = intent_doc["$defs"]["ContactIntent"]["properties"]["reasons"]["items"]
+    listed = {c for part in items["anyOf"] for c in part["enum"]}
+    assert listed == set(GUARDRAIL_CODES) | KINDS
+    decision_doc = orjson.loads((root / "decision.json").read_bytes())
+    reason = decision_doc["$defs"]["Decision"]["properties"]["reason"]["anyOf"]
+    assert {c for part in reason for c in part.get("enum", ())} == REASON_CODES
+
+
+def test_cancellation_dated_before_its_intent_is_caught() -> None:
+    sms = intent("int-1", t("02:00", "2026-06-02"), channel="sms",
+                 send_after=t("12:00", "2026-06-02"))
+    # a revocation stamped 01:00 arrives after the 02:00 timer fired: it cancels the intent,
+    # dated 02:00 (its created_at), never 01:00
+    late = ev("r1", t("01:00", "2026-06-02"), "consent_revoked", customer_id="c1",
+              channel="sms", source="x")
+    events = [*BASE, late]
+    rec, dec = cancel(sms, t("02:00", "2026-06-02"), "r1", "no_consent")
+    assert check_structure(run(events, sms, rec, decisions=[decision(sms, ["a1"]), dec])) == []
+    rec, dec = cancel(sms, t("01:00", "2026-06-02"), "r1", "no_consent")
+    found = check_structure(run(events, sms, rec, decisions=[decision(sms, ["a1"]), dec]))
+    assert any("before its created_at" in v for v in found), found
+    rec, dec = cancel(sms, t("03:00", "2026-06-02"), "r1", "no_consent")
+    found = check_structure(run(events, sms, rec, decisions=[decision(sms, ["a1"]), dec]))
+    assert any("not the later of" in v for v in found), found
 
 
 # 8 sensitive / gifts / topics -------------------------------------------------------------------

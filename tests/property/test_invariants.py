@@ -22,6 +22,7 @@ from checker import (
     check_consent,
     check_gifts_and_topics,
     check_quiet_hours,
+    check_reasons,
     check_sensitive,
     check_structure,
     check_triggers,
@@ -155,8 +156,9 @@ def test_deterministic_and_redelivery_is_idempotent(history: History, data: Any)
 @given(HISTORIES)
 def test_output_structure(history: History) -> None:
     """Every intent has an emitted/deferred decision with its intent_id; intent_ids are
-    unique; cancellations follow their intent, precede its send_after and have a cancelled
-    decision; created_at <= send_after <= send_before = created_at + 24 h; cart timers
+    unique; cancellations follow their intent, come from an event stamped before its
+    send_after, are dated the later of that event's ts and the intent's created_at, and have
+    a cancelled decision; created_at <= send_after <= send_before = created_at + 24 h; cart timers
     (incl. phone) come only after the cart's idle time (SPEC §2-§4)."""
     assert_holds(check_structure, history)
 
@@ -166,9 +168,19 @@ def test_output_structure(history: History) -> None:
 def test_triggers_fire_as_specified(history: History) -> None:
     """low_stock / back_in_stock only on the > 3 -> <= 3 and 0 -> > 0 transitions of a carted
     sku, price_drop only >= 10 % below a cart_add price, browse_abandonment 24 h after >= 3
-    views of one product, assist_offer only after an abandoned_cart intent >= 24 h
-    before (SPEC §3)."""
+    views of one product, assist_offer (emitted, deferred or suppressed) only after an
+    email abandoned_cart intent for the cart, not cancelled, went out >= 24 h before (the
+    email-first ladder, SPEC §3)."""
     assert_holds(check_triggers, history)
+
+
+@PROPERTY
+@given(HISTORIES)
+def test_every_reason_is_a_documented_code(history: History) -> None:
+    """Decision reasons are SPEC §2 codes, null only for emitted, quiet_hours for deferred;
+    an intent's reasons are its kind, then every guardrail code of §4 in order; a
+    cancellation carries a code (SPEC §2)."""
+    assert_holds(check_reasons, history)
 
 
 @PROPERTY
