@@ -15,9 +15,16 @@
 #   KAFKA_HEAP_OPTS          JVM heap options (default: -Xms128m -Xmx512m)
 #   KAFKA_START_TIMEOUT      seconds to wait for the broker to answer (default 90)
 #   KAFKA_STOP_TIMEOUT       seconds to wait after SIGTERM before SIGKILL (default 30)
+#   KAFKA_SECURITY           plaintext (default) or sasl_ssl: the client port speaks
+#                            SASL_SSL with SCRAM-SHA-512, under TLS certificates made
+#                            with openssl at the first start (CA in RUN_DIR/tls/ca.pem)
+#   KAFKA_SASL_USERNAME      sasl_ssl: the client user (default tactful)
+#   KAFKA_SASL_PASSWORD      sasl_ssl: its password (default tactful-local-secret); the
+#                            users are written when the storage is formatted (first start)
 #
 # Every client port gets its own run directory (config, data, logs, pid file),
-# so brokers on different ports can run side by side.
+# so brokers on different ports can run side by side; a sasl_ssl broker's is
+# run-PORT-sasl_ssl.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +35,9 @@ CLUSTER_ID=dGFjdGZ1bC1sb2NhbGRldg
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
+KAFKA_SECURITY=${KAFKA_SECURITY:-plaintext}
+KAFKA_SASL_USERNAME=${KAFKA_SASL_USERNAME:-tactful}
+KAFKA_SASL_PASSWORD=${KAFKA_SASL_PASSWORD:-tactful-local-secret}
 CACHE_DIR=${TACTFUL_KAFKA_HOME:-$SCRIPT_DIR/.kafka}
 
 say() { printf 'kafka.sh: %s\n' "$*" >&2; }
@@ -45,12 +55,25 @@ is_port_number "$KAFKA_CONTROLLER_PORT" ||
 KAFKA_CONTROLLER_PORT=$((10#$KAFKA_CONTROLLER_PORT))
 [[ $KAFKA_PORT != "$KAFKA_CONTROLLER_PORT" ]] ||
     die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ (both $KAFKA_PORT)"
+case $KAFKA_SECURITY in
+plaintext | sasl_ssl) ;;
+*) die "KAFKA_SECURITY must be plaintext or sasl_ssl, got '$KAFKA_SECURITY'" ;;
+esac
+[[ $KAFKA_SASL_USERNAME =~ ^[A-Za-z0-9._-]+$ ]] ||
+    die "KAFKA_SASL_USERNAME must be letters, digits, '.', '_' or '-'"
+[[ $KAFKA_SASL_PASSWORD =~ ^[A-Za-z0-9._-]{8,}$ ]] ||
+    die "KAFKA_SASL_PASSWORD must be at least 8 letters, digits, '.', '_' or '-'"
 
 mkdir -p "$CACHE_DIR"
 CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
 LIBS_DIR=$CACHE_DIR/libs
 LIBS_STAMP=$LIBS_DIR/.fetched
 RUN_DIR=$CACHE_DIR/run-$KAFKA_PORT
+[[ $KAFKA_SECURITY == plaintext ]] || RUN_DIR=$RUN_DIR-$KAFKA_SECURITY
+TLS_DIR=$RUN_DIR/tls
+# The broker's own SCRAM user (inter-broker traffic on the SASL_SSL listener).
+BROKER_USER=broker
+BROKER_PASSWORD=tactful-local-broker
 CONFIG=$RUN_DIR/server.properties
 LOG4J_CONFIG=$RUN_DIR/log4j2.properties
 DATA_DIR=$RUN_DIR/data
@@ -191,6 +214,12 @@ render_config() {
     text=${text//@PORT@/$KAFKA_PORT}
     text=${text//@CONTROLLER_PORT@/$KAFKA_CONTROLLER_PORT}
     text=${text//@LOG_DIRS@/$DATA_DIR}
+    if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+        text=${text//PLAINTEXT:\/\/127.0.0.1:$KAFKA_PORT/SASL_SSL://127.0.0.1:$KAFKA_PORT}
+        text=${text//inter.broker.listener.name=PLAINTEXT/inter.broker.listener.name=SASL_SSL}
+        text=${text//listener.security.protocol.map=PLAINTEXT:PLAINTEXT,/listener.security.protocol.map=SASL_SSL:SASL_SSL,}
+        text+=$'\n'"$(sasl_ssl_config)"
+    fi
     printf '%s\n' "$text" >"$CONFIG"
 
     # Broker logs go to files in the run directory, never to the terminal.
@@ -220,6 +249,56 @@ logger.request.level = WARN
 EOF
 }
 
+sasl_ssl_config() {
+    cat <<EOF
+############################# SASL_SSL (KAFKA_SECURITY=sasl_ssl) #############################
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$BROKER_USER" password="$BROKER_PASSWORD";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$(<"$TLS_DIR/store-password")
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$TLS_DIR/truststore.p12
+ssl.truststore.password=$(<"$TLS_DIR/store-password")
+ssl.client.auth=none
+ssl.endpoint.identification.algorithm=https
+EOF
+}
+
+# A CA and a broker certificate for 127.0.0.1 / localhost, made once per run dir.
+make_tls() {
+    [[ -f $TLS_DIR/broker.p12 && -f $TLS_DIR/truststore.p12 ]] && return 0
+    need openssl "install OpenSSL to make the TLS certificates of KAFKA_SECURITY=sasl_ssl"
+    need keytool "install a Java 17+ JDK (keytool) for KAFKA_SECURITY=sasl_ssl"
+    local tmp password
+    tmp=$(mktemp -d "$RUN_DIR/tls.tmp.XXXXXX")
+    password=$(openssl rand -hex 16)
+    printf '%s\n' "$password" >"$tmp/store-password"
+    {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tactful local CA" \
+            -keyout "$tmp/ca.key" -out "$tmp/ca.pem" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$tmp/broker.key" -out "$tmp/broker.csr" &&
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tmp/san.ext" &&
+            openssl x509 -req -in "$tmp/broker.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
+                -CAcreateserial -days 3650 -extfile "$tmp/san.ext" -out "$tmp/broker.pem" &&
+            openssl pkcs12 -export -name broker -in "$tmp/broker.pem" -inkey "$tmp/broker.key" \
+                -certfile "$tmp/ca.pem" -passout "pass:$password" -out "$tmp/broker.p12" &&
+            keytool -importcert -noprompt -alias ca -file "$tmp/ca.pem" -storetype PKCS12 \
+                -keystore "$tmp/truststore.p12" -storepass "$password"
+    } >"$tmp/make.log" 2>&1 || {
+        cat "$tmp/make.log" >&2 || true
+        rm -rf "$tmp"
+        die "making the TLS certificates failed"
+    }
+    rm -f "$tmp/ca.key" "$tmp/broker.key" "$tmp/broker.csr" "$tmp/ca.srl" "$tmp/make.log"
+    chmod 600 "$tmp"/*
+    chmod 644 "$tmp/ca.pem"
+    rm -rf "$TLS_DIR"
+    mv "$tmp" "$TLS_DIR"
+}
+
 java_base_opts() {
     printf '%s\n' \
         "-Djava.awt.headless=true" \
@@ -232,9 +311,14 @@ format_storage() {
     [[ -f $DATA_DIR/meta.properties ]] && return 0
     local opts
     mapfile -t opts < <(java_base_opts)
+    local scram=()
+    if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+        scram=(--add-scram "SCRAM-SHA-512=[name=$BROKER_USER,password=$BROKER_PASSWORD]"
+            --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]")
+    fi
     say "formatting KRaft storage in $DATA_DIR"
     if ! java -Xmx256m "${opts[@]}" kafka.tools.StorageTool format \
-        --cluster-id "$CLUSTER_ID" --config "$CONFIG" --ignore-formatted \
+        --cluster-id "$CLUSTER_ID" --config "$CONFIG" --ignore-formatted "${scram[@]}" \
         >"$LOG_DIR/format.log" 2>&1 </dev/null; then
         cat "$LOG_DIR/format.log" >&2 || true
         die "formatting the Kafka storage failed"
@@ -264,10 +348,26 @@ launch() {
     done
 }
 
+# sasl_ssl: the port completes a TLS handshake under our CA and the broker has
+# logged its start since it was launched (a Metadata request needs a SASL login).
+started_count() {
+    grep -c 'Kafka Server started' "$LOG_DIR/server.log" 2>/dev/null || true
+}
+tls_ready() {
+    local count
+    count=$(started_count)
+    ((${count:-0} > ${STARTS_BEFORE:-0})) || return 1
+    timeout 5 openssl s_client -connect "$ADDRESS" -CAfile "$TLS_DIR/ca.pem" \
+        -verify_return_error -brief </dev/null >/dev/null 2>&1
+}
+broker_ready() {
+    if [[ $KAFKA_SECURITY == sasl_ssl ]]; then tls_ready; else metadata_ok; fi
+}
+
 # Waits until the broker answers metadata requests; fails early if it dies.
 wait_ready() {
     local pid=$1 deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-    while ! metadata_ok; do
+    while ! broker_ready; do
         if ! is_our_broker "$pid"; then
             show_log_tail
             rm -f "$PID_FILE"
@@ -304,13 +404,17 @@ cmd_start() {
         die "port $KAFKA_CONTROLLER_PORT on $HOST is in use by another process (set KAFKA_CONTROLLER_PORT)"
     fetch_libs
     mkdir -p "$DATA_DIR" "$LOG_DIR"
+    [[ $KAFKA_SECURITY == plaintext ]] || make_tls
     render_config
     format_storage
+    STARTS_BEFORE=$(started_count)
     launch
     pid=$(<"$PID_FILE")
     say "started broker (pid $pid), waiting for $ADDRESS ..."
     wait_ready "$pid"
     say "ready (logs in $LOG_DIR)"
+    [[ $KAFKA_SECURITY == plaintext ]] ||
+        say "SASL_SSL, SCRAM-SHA-512, user $KAFKA_SASL_USERNAME; CA certificate $TLS_DIR/ca.pem"
     echo "$ADDRESS"
 }
 

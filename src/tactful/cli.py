@@ -280,7 +280,7 @@ def _produce(args: argparse.Namespace) -> int:
     import logging
 
     from tactful.adapters.producer import ProduceError, produce_file
-    from tactful.core.errors import TopicMismatch, TransientError
+    from tactful.core.errors import KafkaRefused, TopicMismatch, TransientError
     from tactful.service.bootstrap import configure
     from tactful.service.settings import SettingsError
 
@@ -295,7 +295,7 @@ def _produce(args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         asyncio.run(produce_file(args.events, parts.kafka, parts.topics, args.until))
-    except (ProduceError, TopicMismatch) as exc:
+    except (ProduceError, TopicMismatch, KafkaRefused) as exc:
         raise CliError(str(exc)) from None
     except TransientError as exc:
         print(f"tactful: {exc}", file=sys.stderr)
@@ -304,7 +304,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from tactful.core.errors import TopicMismatch, TransientError
+    from tactful.core.errors import KafkaRefused, TopicMismatch, TransientError
     from tactful.service.bootstrap import configure, run_worker
     from tactful.service.gc_tuning import relax_gc
     from tactful.service.settings import SettingsError
@@ -318,7 +318,7 @@ def _worker(args: argparse.Namespace) -> int:
     _quiet_kafka_client()
     try:
         return run_worker(parts)
-    except TopicMismatch as exc:
+    except (TopicMismatch, KafkaRefused) as exc:
         raise CliError(str(exc)) from None
     except TransientError as exc:
         print(f"tactful: {exc}", file=sys.stderr)

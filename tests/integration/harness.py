@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -40,6 +41,9 @@ class Deployment:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     web_ports: list[int] = field(default_factory=list)  # each worker's, in start order
     stopped: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # aiokafka options of the test's own clients (TLS, SASL), as the workers get them
+    # from the TACTFUL_* settings of ``extra_env``.
+    kafka_options: dict[str, Any] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -110,7 +114,7 @@ class Deployment:
         asyncio.run(self._wait_ready(members, timeout))
 
     async def _wait_ready(self, members: int, timeout: float) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.kafka_options)
         await admin.start()
         deadline = time.monotonic() + timeout
         try:
@@ -176,7 +180,8 @@ class Deployment:
 
     async def _first(self, topic: str, timeout: float) -> tuple[bytes, float]:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    **self.kafka_options)
         await consumer.start()
         deadline = time.monotonic() + timeout
         try:
@@ -193,7 +198,7 @@ class Deployment:
                     at_least: int) -> list[tuple[bytes | None, bytes]]:
         consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False, isolation_level="read_committed",
+            enable_auto_commit=False, isolation_level="read_committed", **self.kafka_options,
         )
         await consumer.start()
         records: list[tuple[bytes | None, bytes]] = []

@@ -9,15 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
 
-from tactful.core.errors import TopicMismatch, TransientError
+from tactful.core.errors import KafkaRefused, TopicMismatch, TransientError
 
 log = logging.getLogger("tactful.topics")
+
+
+@contextmanager
+def _quiet_client() -> Iterator[None]:
+    """aiokafka logs each failed connection attempt in raw lines (and a refused login as
+    a connection error): while tactful connects, it logs one line per retry itself, then
+    the outcome."""
+    client = logging.getLogger("aiokafka")
+    level = client.level
+    client.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        client.setLevel(level)
 
 
 def check_partitions(specs: list[TopicSpec], described: list[dict[str, Any]]) -> None:
@@ -60,9 +78,12 @@ async def ensure_topics(
     while True:
         attempt += 1
         try:
-            await admin.start()
+            with _quiet_client():
+                await admin.start()
             break
         except KafkaError as exc:
+            if client_options:
+                await check_login(bootstrap, client_options)
             if asyncio.get_running_loop().time() > deadline:
                 raise TransientError(
                     f"Kafka at {bootstrap} did not answer within {timeout:g} s "
@@ -96,3 +117,28 @@ async def ensure_topics(
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+async def check_login(bootstrap: str, client_options: dict[str, Any]) -> None:
+    """After a failed start under TLS or SASL: raise ``KafkaRefused`` when a broker
+    answers but refuses the login or its certificate does not verify. aiokafka folds
+    both into a connection error that would be retried until the connect timeout."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().split("://")[-1].rpartition(":")
+    options = {k: v for k, v in client_options.items()
+               if k in ("security_protocol", "ssl_context", "sasl_mechanism",
+                        "sasl_plain_username", "sasl_plain_password")}
+    try:
+        conn = await create_conn(host.strip("[]"), int(port), **options)
+    except SaslAuthenticationFailed:
+        raise KafkaRefused(
+            f"Kafka at {bootstrap} refused the login of TACTFUL_SASL_USERNAME "
+            f"({options.get('sasl_mechanism')}): wrong user or TACTFUL_SASL_PASSWORD"
+        ) from None
+    except ssl.SSLCertVerificationError:
+        raise KafkaRefused(
+            f"Kafka at {bootstrap}: its TLS certificate does not verify against "
+            "TACTFUL_SSL_CAFILE (or the system CAs)"
+        ) from None
+    except (TimeoutError, OSError, KafkaError):
+        return  # not reachable yet: the caller retries
+    conn.close()

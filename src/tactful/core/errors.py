@@ -31,6 +31,11 @@ class TopicMismatch(TactfulError):
     """An existing topic does not fit the deployment (its partition count differs)."""
 
 
+class KafkaRefused(TactfulError):
+    """The broker answers but refuses tactful: wrong SASL credentials or a certificate
+    that does not verify. A setting is wrong; retrying will not help."""
+
+
 class PolicyError(TactfulError):
     """The policy file is invalid."""
 

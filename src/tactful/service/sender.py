@@ -628,7 +628,7 @@ def main() -> int:
     from tactful.adapters.directory import JsonLinesDirectory
     from tactful.adapters.provider import OutboxProvider
     from tactful.adapters.smtp import SmtpConfig
-    from tactful.core.errors import PolicyError, TopicMismatch, TransientError
+    from tactful.core.errors import KafkaRefused, PolicyError, TopicMismatch, TransientError
     from tactful.service.bootstrap import configure
     from tactful.service.logs import logging_config
     from tactful.service.settings import SettingsError, sender_from_env
@@ -663,7 +663,7 @@ def main() -> int:
 
     try:
         asyncio.run(run())
-    except TopicMismatch as exc:
+    except (TopicMismatch, KafkaRefused) as exc:
         print(f"tactful: {exc}", file=sys.stderr)
         return 2
     except (TransientError, KafkaError) as exc:
