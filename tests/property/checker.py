@@ -146,6 +146,7 @@ class Grant:
 class Prefs:
     timezone: str | None = None
     quiet_hours: tuple[str, str] | None = None
+    region: str | None = None
     opt_out: frozenset[str] = frozenset()
     opt_in: frozenset[str] = frozenset()
 
@@ -226,11 +227,13 @@ def apply(world: World, index: int, ev: dict[str, Any]) -> None:
         merged = Prefs(
             timezone=ev.get("timezone") or merge.timezone,
             quiet_hours=qh_t or merge.quiet_hours,
+            region=ev.get("region") or merge.region,
             opt_out=frozenset(opt_out) if opt_out is not None else merge.opt_out,
             opt_in=frozenset(opt_in) if opt_in is not None else merge.opt_in,
         )
         replaced = Prefs(
-            ev.get("timezone"), qh_t, frozenset(opt_out or ()), frozenset(opt_in or ())
+            ev.get("timezone"), qh_t, ev.get("region"), frozenset(opt_out or ()),
+            frozenset(opt_in or ()),
         )
         cust.prefs = (merged, replaced)
 
@@ -243,29 +246,98 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def allowed(t: float, prefs: Prefs) -> bool:
-    """May an sms/push/phone be delivered at instant t? 08:00-21:00 local, minus the
-    customer's own quiet period [start, end) (which may wrap midnight)."""
-    local = datetime.fromtimestamp(t, _zone(prefs.timezone or DEFAULT_TZ))
+def _zone_tab() -> dict[str, list[str]]:
+    """Country -> zones, from the tz database zoneinfo reads (zone.tab)."""
+    import zoneinfo
+    from pathlib import Path
+
+    for base in zoneinfo.TZPATH:
+        path = Path(base) / "zone.tab"
+        if path.is_file():
+            table: dict[str, list[str]] = {}
+            for line in path.read_text().splitlines():
+                if line and not line.startswith("#"):
+                    cc, _, name, *_ = line.split("\t")
+                    table.setdefault(cc, []).append(name)
+            return table
+    raise RuntimeError("no zone.tab")
+
+
+ZONE_TAB = _zone_tab()
+# SPEC §4.5's shipped rules, as SPEC states them. Florida spans two zones (the panhandle west
+# of the Apalachicola is Central), Oklahoma is Central, Maryland Eastern.
+SUBDIVISION_ZONES = {
+    "US-FL": ("America/New_York", "America/Chicago"),
+    "US-OK": ("America/Chicago",),
+    "US-MD": ("America/New_York",),
+}
+EIGHT_TO_EIGHT = frozenset({"US-FL", "US-OK", "US-MD"})  # sms + phone 08:00-20:00, 3 / 24 h
+
+
+def zones_of(prefs: Prefs) -> tuple[str, ...]:
+    """SPEC §4.5: the customer's zone; unknown, every zone of the region; else the default."""
+    if prefs.timezone:
+        return (prefs.timezone,)
+    region = prefs.region
+    if region:
+        if region in SUBDIVISION_ZONES:
+            return SUBDIVISION_ZONES[region]
+        if ZONE_TAB.get(region[:2]):
+            return tuple(ZONE_TAB[region[:2]])
+    return (DEFAULT_TZ,)
+
+
+@cache
+def french_holidays(region: str, year: int) -> frozenset[Any]:
+    import holidays
+
+    subdiv = region[3:] if region[3:] in ("57", "6AE") else None  # Alsace-Moselle's own
+    if region in ("FR-67", "FR-68"):
+        subdiv = "6AE"
+    return frozenset(holidays.country_holidays("FR", subdiv=subdiv, years=year))
+
+
+def _local_allowed(local: datetime, prefs: Prefs, channel: str) -> bool:
     minute = local.hour * 60 + local.minute
-    if not ALLOWED_FROM <= minute < ALLOWED_UNTIL:
-        return False
-    if prefs.quiet_hours:
-        start, end = map(_hhmm, prefs.quiet_hours)
-        if start < end and start <= minute < end:
+    if channel in QUIET_CHANNELS:
+        if not ALLOWED_FROM <= minute < ALLOWED_UNTIL:
             return False
-        if start > end and (minute >= start or minute < end):
+        if prefs.quiet_hours:
+            start, end = map(_hhmm, prefs.quiet_hours)
+            if start < end and start <= minute < end:
+                return False
+            if start > end and (minute >= start or minute < end):
+                return False
+    region = prefs.region or ""
+    if region in EIGHT_TO_EIGHT and channel in ("sms", "phone"):
+        return 8 * 60 <= minute < 20 * 60
+    if region[:2] == "US" and channel in ("sms", "phone"):
+        return 8 * 60 <= minute < 21 * 60  # TCPA
+    if region[:2] == "FR" and channel == "phone":
+        if local.weekday() >= 5 or local.date() in french_holidays(region, local.year):
             return False
+        return 10 * 60 <= minute < 13 * 60 or 14 * 60 <= minute < 20 * 60
     return True
 
 
-def next_allowed(t: float, prefs: Prefs) -> float | None:
-    """t itself if allowed, else the next whole minute that is (None: none within 3 days)."""
-    if allowed(t, prefs):
+def allowed(t: float, prefs: Prefs, channel: str = "sms") -> bool:
+    """May ``channel`` reach the customer at instant t? sms/push/phone 08:00-21:00 local,
+    minus the customer's own quiet period [start, end) (which may wrap midnight), minus the
+    region's calling rules (SPEC §4.5), in every zone the customer may be in."""
+    return all(
+        _local_allowed(datetime.fromtimestamp(t, _zone(z)), prefs, channel)
+        for z in zones_of(prefs)
+    )
+
+
+def next_allowed(t: float, prefs: Prefs, channel: str = "sms") -> float | None:
+    """t itself if allowed, else the next whole minute that is (None: none within 25 h,
+    beyond every intent's validity)."""
+    if allowed(t, prefs, channel):
         return t
     m = math.ceil(t / 60) * 60
-    for _ in range(3 * 24 * 60):
-        if allowed(m, prefs):
+    for _ in range(25 * 60):
+        if allowed(m, prefs, channel):
             return float(m)
         m += 60
     return None
@@ -484,15 +556,17 @@ def check_quiet_hours(run: Run) -> list[str]:
                 out.append(f"{_desc(intent)}: email held to {intent['send_after']}")
             continue
         candidates = run.customer_at(intent["customer_id"], pos).prefs
-        if not any(allowed(after, p) for p in candidates):
-            zones = {p.timezone or DEFAULT_TZ for p in candidates}
+        ch = intent["channel"]
+        if not any(allowed(after, p, ch) for p in candidates):
+            zones = {z for p in candidates for z in zones_of(p)}
             local = [datetime.fromtimestamp(after, _zone(z)).isoformat() for z in zones]
             out.append(
                 f"{_desc(intent)}: send_after {intent['send_after']} ({local}) is in "
-                f"quiet hours {[p.quiet_hours for p in candidates]}"
+                f"quiet hours {[p.quiet_hours for p in candidates]}, regions "
+                f"{[p.region for p in candidates]}"
             )
-        elif not any(next_allowed(created, p) == after for p in candidates):
-            expect = sorted({str(next_allowed(created, p)) for p in candidates})
+        elif not any(next_allowed(created, p, ch) == after for p in candidates):
+            expect = sorted({str(next_allowed(created, p, ch)) for p in candidates})
             out.append(
                 f"{_desc(intent)}: send_after {intent['send_after']} is not the next "
                 f"allowed minute (expected epoch {expect})"
@@ -542,6 +616,7 @@ def check_caps(run: Run) -> list[str]:
                     f"{_desc(rec)}: cap {cap}/{window // H}h {channel or 'all'} already "
                     f"used by {within}"
                 )
+        out.extend(_region_caps(run, rec, pos, prior, t))
         key = _cooldown_key(run, rec)
         same = [
             j["intent_id"]
@@ -552,6 +627,33 @@ def check_caps(run: Run) -> list[str]:
             out.append(f"{_desc(rec)}: cooldown {key} within 72h of {same}")
         active[rec["intent_id"]] = (rec, pos)
     return out
+
+
+def _region_caps(
+    run: Run, rec: dict[str, Any], pos: float, prior: list[tuple[dict[str, Any], float]],
+    t: float,
+) -> list[str]:
+    """SPEC §4.5: US-FL/OK/MD at most 3 sms + phone per 24 h on the same topic; FR at most
+    4 calls per 30 days. A violation only if every reading of the preferences has one."""
+    found = []
+    for p in run.customer_at(rec["customer_id"], pos).prefs:
+        region = p.region or ""
+        if region in EIGHT_TO_EIGHT and rec["channel"] in ("sms", "phone"):
+            group, window, cap = ("sms", "phone"), 24 * H, 3
+            same_topic = True
+        elif region[:2] == "FR" and rec["channel"] == "phone":
+            group, window, cap, same_topic = ("phone",), 30 * D, 4, False
+        else:
+            return []
+        within = [
+            j["intent_id"] for j, jt in prior
+            if j["channel"] in group and t - window < jt <= t
+            and (not same_topic or j.get("topic") == rec.get("topic"))
+        ]
+        if len(within) < cap:
+            return []
+        found.append(f"{_desc(rec)}: {region} cap {cap}/{window // H}h already used by {within}")
+    return found[:1]
 
 
 # --- 5. erasure, do-not-contact, complaints, unsubscribes ------------------------------------

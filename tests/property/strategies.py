@@ -57,6 +57,10 @@ TIMEZONES = (
     "Pacific/Kiritimati",
     "UTC",
 )
+# Regions (SPEC §4.5): each shipped rule, a state and a French department without one of
+# their own (the country's applies), subdivisions with their own holidays (Moselle), and a
+# country without rules. Often without a time zone: the region's zones, all of them.
+REGIONS = ("US", "US-FL", "US-OK", "US-MD", "US-CA", "FR", "FR-57", "FR-75C", "DE")
 QUIET_HOURS = (
     ("20:00", "09:00"),
     ("22:00", "07:00"),
@@ -79,6 +83,10 @@ STARTS = (
     datetime(2026, 4, 4, 10, 0, tzinfo=UTC),
     datetime(2026, 6, 15, 2, 30, tzinfo=UTC),
     datetime(2026, 12, 31, 20, 0, tzinfo=UTC),
+    # French public holidays: Good Friday (Moselle) and Easter Monday, 14 July, a Friday
+    datetime(2026, 4, 2, 9, 0, tzinfo=UTC),
+    datetime(2026, 7, 12, 8, 0, tzinfo=UTC),
+    datetime(2026, 6, 10, 16, 0, tzinfo=UTC),
 )
 # Offsets the timestamps are written with (the instant is what counts).
 OFFSETS = (
@@ -240,6 +248,8 @@ def preferences_set(draw: st.DrawFn, customer: str | None = None) -> dict[str, A
     ev: dict[str, Any] = {"type": "preferences_set", "customer_id": customer or draw(customers)}
     if draw(st.integers(0, 4)):
         ev["timezone"] = draw(st.sampled_from(TIMEZONES))
+    if draw(st.integers(0, 2)) == 0:
+        ev["region"] = draw(st.sampled_from(REGIONS))
     if draw(st.booleans()):
         start, end = draw(st.sampled_from(QUIET_HOURS))
         ev["quiet_hours"] = {"start": start, "end": end}
@@ -651,6 +661,7 @@ BAD_KINDS = (
     "missing_field",
     "negative_qty",
     "bad_timezone",
+    "bad_region",
     "bad_quiet_hours",
     "bad_channel",
     "naive_ts",
@@ -777,6 +788,15 @@ def bad_line(draw: st.DrawFn, history: History) -> tuple[str, bytes]:
                 "timezone": draw(
                     st.sampled_from(["Mars/Olympus", "EST5EDTX", "", "America/New York"])
                 ),
+            }
+        )
+    if kind == "bad_region":
+        return kind, dumps(
+            {
+                **base,
+                "type": "preferences_set",
+                "customer_id": "c1",
+                "region": draw(st.sampled_from(["US-ZZ", "us-fl", "XX", "FRA", "", "US-"])),
             }
         )
     if kind == "bad_quiet_hours":

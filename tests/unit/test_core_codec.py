@@ -206,6 +206,18 @@ def test_unknown_time_zone(tz: str) -> None:
     assert "timezone" in reason or "time zone" in reason
 
 
+@pytest.mark.parametrize("region", ["ZZ", "US-ZZ", "us-fl", "USA", "US-", "FR_75", "", "F"])
+def test_unknown_region(region: str) -> None:
+    # SPEC §1: an ISO 3166-1 alpha-2 country or an ISO 3166-2 subdivision, as assigned.
+    assert "region" in bad(js(dict(EXAMPLE["preferences_set"], region=region)))
+
+
+@pytest.mark.parametrize("region", ["FR", "US-FL", "FR-75C", "GB-ENG"])
+def test_a_region_is_kept(region: str) -> None:
+    ev = decode_event(js(dict(EXAMPLE["preferences_set"], region=region)))
+    assert ev.region == region  # type: ignore[attr-defined]
+
+
 def test_customer_id_without_identity() -> None:
     raw = {k: v for k, v in CART_ADD.items() if k != "identity"}
     reason = bad(js(raw))

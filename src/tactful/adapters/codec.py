@@ -32,6 +32,7 @@ from tactful.core.events import (
     Purchase,
     StorefrontEvent,
 )
+from tactful.core.jurisdictions import is_region
 from tactful.core.limits import LIMITS
 from tactful.core.outputs import DeadLetter
 from tactful.core.quiet_hours import is_zone
@@ -273,6 +274,9 @@ def _check(event: Event) -> None:
         zone = event.timezone  # type: ignore[attr-defined]
         if zone is not None and not is_zone(zone):
             raise BadEvent(f"unknown time zone {zone!r} - at `$.timezone`")
+        region = event.region  # type: ignore[attr-defined]
+        if region is not None and not is_region(region):
+            raise BadEvent(f"unknown ISO 3166 region {region!r} - at `$.region`")
 
 
 _PLAIN, _STOREFRONT, _PURCHASE, _CONSENT, _PREFERENCES = "plain", "sf", "buy", "cons", "prefs"

@@ -762,6 +762,8 @@ class Engine:
             st.opt_in = list(ev.topics_opt_in)
         if ev.quiet_hours is not None:
             st.quiet = (hhmm_minutes(ev.quiet_hours.start), hhmm_minutes(ev.quiet_hours.end))
+        if ev.region is not None:
+            st.region = ev.region
 
     def _usable(self, st: CustomerState, channel: str, t: float) -> bool:
         grant = st.consents.get(channel)

@@ -34,6 +34,10 @@ Qty = Annotated[int, Meta(ge=1, le=LIMITS.max_qty)]
 Money = Annotated[float, Meta(ge=0, le=LIMITS.max_money)]
 Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$")]
 HhMm = Annotated[str, Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+Region = Annotated[
+    str, Meta(pattern="^[A-Z]{2}(-[A-Z0-9]{1,3})?$",
+              description="ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision, e.g. FR, US-FL")
+]
 Category = Annotated[
     str, Meta(min_length=1, max_length=LIMITS.max_category_length,
               description="printable, not only blanks")
@@ -154,6 +158,9 @@ class PreferencesSet(CustomerEvent, frozen=True, kw_only=True, tag="preferences_
         None
     )
     quiet_hours: QuietHours | None = None
+    # Where the shopper lives, for the calling rules of SPEC §4.5: an assigned ISO 3166-1
+    # alpha-2 country or ISO 3166-2 subdivision (checked by the decoder).
+    region: Region | None = None
 
 
 class EraseRequested(CustomerEvent, frozen=True, kw_only=True, tag="erase_requested"):

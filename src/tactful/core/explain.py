@@ -68,6 +68,7 @@ class Preferences(Struct, frozen=True, omit_defaults=True):
     quiet_hours: tuple[str, str] | None = None
     opted_out: list[str] = []
     opted_in: list[str] = []
+    region: str | None = None  # where the shopper lives (the calling rules of SPEC §4.5)
 
 
 class Timeline(Struct, frozen=True):
@@ -108,7 +109,8 @@ def timeline(engine: Engine, customer_id: str, st: CustomerState | None, now: fl
             for channel, c in sorted(st.consents.items())
         },
         do_not_contact={channel: iso(at) for channel, at in sorted(st.blocked.items())},
-        preferences=Preferences(st.timezone, quiet, sorted(st.opt_out), sorted(st.opt_in)),
+        preferences=Preferences(st.timezone, quiet, sorted(st.opt_out), sorted(st.opt_in),
+                                st.region),
         caps=[CapLine(cap.channel, cap.window, cap.max, cap_usage(cap, st.sent, now))
               for cap in engine.policy.frequency_caps],
         sent=[SentLine(s.intent_id, s.kind, s.channel, iso(s.created_at), iso(s.send_after),
@@ -136,6 +138,8 @@ def render(t: Timeline) -> str:
         parts = []
         if p.timezone:
             parts.append(f"time zone {p.timezone}")
+        if p.region:
+            parts.append(f"region {p.region}")
         if p.quiet_hours:
             parts.append(f"quiet {p.quiet_hours[0]}-{p.quiet_hours[1]}")
         if p.opted_out:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tactful.core.jurisdictions import cap_reached, next_contact, rule_for
 from tactful.core.outputs import GuardrailCode, Reason
 from tactful.core.policy import FrequencyCap, Policy
-from tactful.core.quiet_hours import next_allowed, zone
 from tactful.core.state import CustomerState, Sent
 
 
@@ -85,15 +85,14 @@ def do_not_contact(c: Check) -> Reason | None:
 
 
 def quiet_hours(c: Check) -> Reason | None:
-    # 5. sms/push/phone only inside the allowed window in the customer's zone;
-    # the customer's own quiet period narrows it. Defers, never fails: a
-    # window that never opens leaves send_after unbounded and staleness fails it.
-    if c.channel not in c.policy.quiet_channels:
-        return None
-    tz = zone(c.customer.timezone or c.policy.default_timezone)
-    allowed = next_allowed(
-        c.send_after, tz, c.policy.quiet_from, c.policy.quiet_until, c.customer.quiet
-    )
+    # 5. sms/push/phone only inside the allowed window in the customer's zone (every
+    # zone of the region when it is unknown); the customer's own quiet period and the
+    # region's calling rules (§4.5, core/jurisdictions.py) narrow it. Defers, never
+    # fails: a window that never opens leaves send_after unbounded and staleness fails it.
+    # The search stops a week past the trigger's validity: by then it is stale whatever
+    # the answer, and a week covers every weekend and holiday bridge a rule can close.
+    until = c.firing.created_at + c.policy.validity + 7 * 86400.0
+    allowed = next_contact(c.policy, c.customer, c.channel, c.send_after, until)
     c.send_after = float("inf") if allowed is None else allowed
     return None
 
@@ -104,6 +103,13 @@ def frequency_caps(c: Check) -> Reason | None:
         if cap.channel is not None and cap.channel != c.channel:
             continue
         if cap_usage(cap, c.customer.sent, c.firing.created_at) >= cap.max:
+            return "frequency_cap"
+    # §4.5: the region's caps per channel group (and topic) suppress like these.
+    rule = rule_for(c.customer.region, c.policy.jurisdictions.rules)
+    if rule is not None and rule.caps:
+        topic = c.policy.triggers[c.firing.kind].topic
+        topics = {kind: t.topic for kind, t in c.policy.triggers.items()}
+        if cap_reached(rule, c.channel, topic, c.customer.sent, c.firing.created_at, topics):
             return "frequency_cap"
     return None
 

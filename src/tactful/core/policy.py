@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tactful.core.errors import PolicyError
 from tactful.core.events import CHANNELS
+from tactful.core.jurisdictions import NO_JURISDICTIONS, Jurisdictions, parse_jurisdictions
 from tactful.core.outputs import TriggerKind
 
 # Every trigger kind, in the order triggers due at the same moment fire (SPEC §3's table).
@@ -81,12 +82,15 @@ class Policy:
     # How many of a customer's latest inputs and decisions explain shows ([explain]).
     explain_inputs: int = 20
     explain_decisions: int = 50
+    # Calling rules per region and the zones of regions (SPEC §4.5, core/jurisdictions.py).
+    jurisdictions: Jurisdictions = NO_JURISDICTIONS
 
     @property
     def longest_memory(self) -> float:
         """How long intent history must be kept to answer every cap and cooldown."""
         windows = [c.window for c in self.frequency_caps]
         windows += [self.cooldown, self.assist_after_reminder + self.triggers["assist_offer"].delay]
+        windows.append(self.jurisdictions.longest_window)
         return max(windows)
 
 
@@ -220,7 +224,8 @@ class _Reader:
         top = {
             "version", "default_timezone", "validity", "dedup_window", "session_ttl", "triggers",
             "quiet_hours", "frequency_caps", "cooldown", "min_lag", "sensitive",
-            "max_future_skew", "late_input_window", "explain",
+            "max_future_skew", "late_input_window", "explain", "jurisdictions",
+            "region_timezones",
         }
         unknown = sorted(set(doc) - top)
         if unknown:
@@ -374,4 +379,5 @@ class _Reader:
             late_input_window=late,
             explain_inputs=kept["inputs"],
             explain_decisions=kept["decisions"],
+            jurisdictions=parse_jurisdictions(doc, self),
         )

@@ -112,6 +112,7 @@ class CustomerState(Struct, gc=False, omit_defaults=True):
     blocked: dict[str, float] = {}  # channel -> when a sender said stop
     timezone: str | None = None
     quiet: tuple[int, int] | None = None  # the customer's own no-contact period, minutes
+    region: str | None = None  # ISO 3166 code: the calling rules of SPEC §4.5
     opt_out: list[str] = []
     opt_in: list[str] = []
     carts: dict[str, Cart] = {}  # keyed by session id
