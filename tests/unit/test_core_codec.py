@@ -283,8 +283,13 @@ def test_broken_array_is_one_rejection() -> None:
     assert "JSON" in out[0].reason and out[0].original == data
 
 
-def test_empty_array_yields_nothing() -> None:
-    assert list(decode_message(b"[]")) == []
+@pytest.mark.parametrize("data", [b"[]", b"  [ ]", b"[\n]"])
+def test_empty_array_is_one_rejection(data: bytes) -> None:
+    # Nothing to apply, but a producer sending empty batches is broken: it is told.
+    out = list(decode_message(data))
+    assert len(out) == 1 and isinstance(out[0], Rejected)
+    assert out[0].reason.startswith("an empty array") and out[0].original == data
+    assert out[0].index is None
 
 
 def test_bad_single_message_is_rejected_whole() -> None:
@@ -307,6 +312,28 @@ def test_dead_letter_record() -> None:
     assert rec["partition"] == 3
     assert rec["offset"] == 1234
     assert base64.b64decode(rec["original"]) == data
+
+
+def test_dead_letter_of_a_small_record_carries_it_whole() -> None:
+    data = b"x" * 1000
+    rec = msgspec.json.decode(dead_letter(Rejected("r", data), "t", 0, 1))
+    assert base64.b64decode(rec["original"]) == data
+    assert rec["original_size"] is None and rec["original_sha256"] is None
+
+
+@pytest.mark.parametrize("size", [256 * 1024 + 1, 1_048_576, 1_300_000])
+def test_dead_letter_of_a_huge_record_fits_a_kafka_record(size: int) -> None:
+    # A value near Kafka's 1 MB limit, in base64, would not fit in the dead-letter record:
+    # the letter keeps its first 256 KiB, its length and its hash.
+    import hashlib
+
+    data = bytes(range(256)) * (size // 256) + b"y" * (size % 256)
+    out = dead_letter(Rejected("too large", data), "tactful.storefront", 1, 2)
+    assert len(out) < 400_000
+    rec = msgspec.json.decode(out)
+    assert base64.b64decode(rec["original"]) == data[: 256 * 1024]
+    assert rec["original_size"] == size
+    assert rec["original_sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_dead_letter_of_array_element_carries_index() -> None:

@@ -13,6 +13,7 @@ alone.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ def decode_message(data: bytes, not_after: float = float("inf")) -> Iterator[Eve
         return
     except RecursionError:
         yield Rejected(f"nested deeper than {LIMITS.max_depth} levels", data)
+        return
+    if not elements:  # a tracker that sends an empty batch is broken: say so
+        yield Rejected("an empty array: a message holds an event or 1 or more events", data)
         return
     if len(elements) > LIMITS.max_batch:
         yield Rejected(f"an array of {len(elements)} events; at most {LIMITS.max_batch}", data)
@@ -312,14 +316,24 @@ def _reason(message: str) -> str:
     return message
 
 
+# A dead letter carries at most this much of its original: a record near Kafka's 1 MB
+# limit, in base64, would not fit in a record of the dead-letter topic, and failing to
+# write it would stop the worker on that input again after every restart.
+ORIGINAL_MAX = 256 * 1024
+
+
 def dead_letter(rejected: Rejected, topic: str, partition: int | None, offset: int | None) -> bytes:
+    original = rejected.original
+    cut = len(original) > ORIGINAL_MAX
     record = DeadLetter(
         reason=rejected.reason,
         topic=topic,
         partition=partition,
         offset=offset,
-        original=base64.b64encode(rejected.original).decode(),
+        original=base64.b64encode(original[:ORIGINAL_MAX] if cut else original).decode(),
         index=rejected.index,
+        original_size=len(original) if cut else None,
+        original_sha256=hashlib.sha256(original).hexdigest() if cut else None,
     )
     return _encoder.encode(record)
 

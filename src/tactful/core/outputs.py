@@ -109,8 +109,11 @@ class DeadLetter(Struct, gc=False, frozen=True):
     topic: str
     partition: int | None
     offset: int | None
-    original: str  # base64 of the original bytes
+    original: str  # base64 of the original bytes (their first ORIGINAL_MAX when longer)
     index: int | None = None  # position in a batched (array) message
+    # Only when ``original`` was cut: the whole original's length and SHA-256 (hex).
+    original_size: int | None = None
+    original_sha256: str | None = None
 
 
 def iso(t: float) -> str:
