@@ -4,10 +4,11 @@ The generator is a small discrete-event simulation. A priority queue holds
 timed items: events ready to be emitted, and tasks (a customer's next session,
 the arrival of new customers, anonymous traffic, inventory ticks, inventory
 "stories" about carted skus, sender feedback). Popping the queue in time order
-gives events in non-decreasing `ts`; a task only ever schedules items at or
-after its own time. Memory is O(customers + catalog), independent of the
-number of events: nothing about past events is kept beyond each customer's
-one open cart.
+gives events in arrival order; a task only ever schedules items at or after its
+own time. Arrival order is `ts` order but for late feedback (a sender's batch,
+stamped with the moment it happened) and redeliveries of a line already
+written. Memory is O(customers + catalog), independent of the number of events:
+nothing about past events is kept beyond each customer's one open cart.
 
 Every random choice comes from one `random.Random(seed)`, and the clock is
 simulated from `start`, so the same arguments give the same events, byte for
@@ -15,9 +16,12 @@ byte.
 
 What the mix is built to exercise (SPEC §1, §3, §4):
 
-- consent grants per channel (email most, sms/push some, phone rare; some
-  expiring, some later revoked), `preferences_set` with IANA time zones,
-  topic opt-outs, quiet hours (some wrapping midnight), sensitive opt-ins;
+- consent grants per channel (email most, sms/push some, phone rare but common
+  where calling laws apply; some expiring within hours or days, inside the
+  workload, some later revoked), `preferences_set` with IANA time zones and
+  regions (US states with and without calling rules, the US as a whole, France
+  and two of its departments; some without a time zone: fail closed), topic
+  opt-outs, quiet hours (some wrapping midnight), sensitive opt-ins;
 - anonymous browsing; sessions that log in (`login` / `email_link`) after an
   anonymous prelude; sessions known only through `cookie` / `ip_match` /
   `device_graph` (sometimes pointing at another customer of the household);
@@ -34,7 +38,9 @@ What the mix is built to exercise (SPEC §1, §3, §4):
 - sender feedback a few hours after carts are abandoned (delivered, opened,
   clicked, bounced, complained, unsubscribed, do_not_contact) and rare
   `erase_requested` (an erased customer never comes back; a new customer
-  takes their place so the load stays steady).
+  takes their place so the load stays steady);
+- late feedback (after events stamped later) and redelivered lines (the same
+  `event_id` and bytes again, seconds to two hours later).
 """
 
 from __future__ import annotations
@@ -72,6 +78,13 @@ _ANON: Final = 3
 _INVENTORY: Final = 4
 _STORY: Final = 5
 _FEEDBACK: Final = 6
+_LATE: Final = 7  # an event delivered after later ones (ts: its own time, in b)
+_REPEAT: Final = 8  # a redelivery: the very same line again
+
+# A sender reports some feedback in batches, minutes to hours after the fact; and a
+# tracker or producer sometimes delivers a line twice (a retry after a lost ack).
+_LATE_FEEDBACK: Final = 0.15
+_REDELIVERY: Final = 0.004
 
 # Inventory stories about a carted sku.
 _LOW: Final = 0
@@ -82,33 +95,40 @@ _PRICE_BACK: Final = 4
 
 _ARRIVAL_SPAN: Final = 2 * _DAY  # the initial customers arrive over two days
 
-# IANA zone and a typical UTC offset (minutes) used to write local timestamps
-# for the customers whose tracker reports local time. The offset only changes
-# how an instant is written, never which instant it is.
-_TIMEZONES: Final[tuple[tuple[str, int], ...]] = (
-    ("America/New_York", -240),
-    ("America/New_York", -240),
-    ("America/Chicago", -300),
-    ("America/Chicago", -300),
-    ("America/Denver", -360),
-    ("America/Los_Angeles", -420),
-    ("America/Los_Angeles", -420),
-    ("America/Toronto", -240),
-    ("America/Mexico_City", -360),
-    ("America/Sao_Paulo", -180),
-    ("Europe/London", 60),
-    ("Europe/London", 60),
-    ("Europe/Berlin", 120),
-    ("Europe/Paris", 120),
-    ("Europe/Madrid", 120),
-    ("Europe/Warsaw", 120),
-    ("Asia/Tokyo", 540),
-    ("Asia/Kolkata", 330),
-    ("Asia/Singapore", 480),
-    ("Asia/Shanghai", 480),
-    ("Australia/Sydney", 600),
-    ("Australia/Perth", 480),
-    ("Australia/Adelaide", 570),
+# IANA zone, a typical UTC offset (minutes) used to write local timestamps for the
+# customers whose tracker reports local time, and the region (ISO 3166) the customer
+# lives in (SPEC §4.5's calling rules). The offset only changes how an instant is
+# written, never which instant it is. Florida spans two zones; the French subdivisions
+# have their own holidays (Moselle) or none (Paris).
+_TIMEZONES: Final[tuple[tuple[str, int, str], ...]] = (
+    ("America/New_York", -240, "US-NY"),
+    ("America/New_York", -240, "US-FL"),
+    ("America/New_York", -240, "US-MD"),
+    ("America/Chicago", -300, "US-FL"),
+    ("America/Chicago", -300, "US-OK"),
+    ("America/Chicago", -300, "US-TX"),
+    ("America/Denver", -360, "US-CO"),
+    ("America/Los_Angeles", -420, "US-CA"),
+    ("America/Los_Angeles", -420, "US-CA"),
+    ("America/Toronto", -240, "CA-ON"),
+    ("America/Mexico_City", -360, "MX"),
+    ("America/Sao_Paulo", -180, "BR"),
+    ("Europe/London", 60, "GB"),
+    ("Europe/London", 60, "GB"),
+    ("Europe/Berlin", 120, "DE"),
+    ("Europe/Paris", 120, "FR"),
+    ("Europe/Paris", 120, "FR"),
+    ("Europe/Paris", 120, "FR-57"),
+    ("Europe/Paris", 120, "FR-75C"),
+    ("Europe/Madrid", 120, "ES"),
+    ("Europe/Warsaw", 120, "PL"),
+    ("Asia/Tokyo", 540, "JP"),
+    ("Asia/Kolkata", 330, "IN"),
+    ("Asia/Singapore", 480, "SG"),
+    ("Asia/Shanghai", 480, "CN"),
+    ("Australia/Sydney", 600, "AU-NSW"),
+    ("Australia/Perth", 480, "AU-WA"),
+    ("Australia/Adelaide", 570, "AU-SA"),
 )
 
 SENSITIVE_CATEGORIES: Final = ("health", "medical", "adult", "pregnancy", "age_related")
@@ -122,6 +142,9 @@ _QUIET_HOURS: Final = (
     ("19:00", "10:00"),
     ("12:00", "13:30"),
     ("09:00", "17:00"),
+    # Longer than the whole 08:00-21:00 window: sms, push and calls never find a minute
+    # (each such intent would wait past its validity: stale).
+    ("07:30", "21:30"),
 )
 
 # (category path, relative weight, lowest price, highest price)
@@ -158,6 +181,10 @@ _CONSENT_SOURCES: Final[Mapping[str, tuple[str, ...]]] = {
 _REVOKE_SOURCES: Final = ("preference_center", "account_settings", "customer_service", "sms_stop")
 # Probability that a new customer grants each channel at signup.
 _GRANT_RATE: Final = (("email", 0.85), ("sms", 0.35), ("push", 0.3), ("phone", 0.06))
+# Where calls meet the shipped jurisdiction rules (weekdays, hours, holidays, caps), more
+# shoppers ask for a callback, so that a workload's calls meet weekends and holidays.
+_CALL_RULED: Final = frozenset({"US-FL", "US-OK", "US-MD"})
+_RULED_PHONE_RATE: Final = 0.4
 _CHANNELS: Final = ("email", "sms", "push", "phone")
 _UNVERIFIED: Final = ("cookie", "ip_match", "device_graph")
 
@@ -170,7 +197,8 @@ def dumps_line(event: Mapping[str, object]) -> bytes:
 def generate(
     customers: int, events: int, seed: int, start: datetime | None = None
 ) -> Iterator[Event]:
-    """Yield exactly `events` event dicts (SPEC §1 shapes), in non-decreasing `ts` order.
+    """Yield exactly `events` event dicts (SPEC §1 shapes), in arrival order: `ts` order
+    but for late feedback and redelivered lines (module docstring).
 
     `customers` is the size of the known-customer population (anonymous
     shoppers come on top); `start` (tz-aware, default `DEFAULT_START`) is the
@@ -358,12 +386,22 @@ class _Simulation:
         self._push(self.t0 + int(self.rng.random() * 600), _ANON)
         self._push(self.t0 + int(self.rng.random() * 1800), _INVENTORY)
         n = 0
+        ids = 0
+        rng = self.rng
         while True:
             t, _, kind, a, b = pop(heap)
-            if kind == _EVENT:
+            if kind in (_EVENT, _LATE):
                 n += 1
-                a["event_id"] = f"{prefix}{n}"
-                a["ts"] = ts(t, b)
+                ids += 1
+                a["event_id"] = f"{prefix}{ids}"
+                a["ts"] = ts(t, b) if kind == _EVENT else ts(b, _ZULU)
+                if rng.random() < _REDELIVERY:
+                    self._push(t + rng.randint(1, 2 * _HOUR), _REPEAT, dict(a))
+                yield a
+                if n >= events:
+                    return
+            elif kind == _REPEAT:
+                n += 1
                 yield a
                 if n >= events:
                     return
@@ -445,8 +483,15 @@ class _Simulation:
         }
         r = rng.random()
         if (channel == "sms" and r < 0.4) or r < 0.06:
-            # Promotional opt-ins that lapse, some within the simulated weeks.
-            life = rng.randint(3 * _DAY, 45 * _DAY) if rng.random() < 0.5 else 365 * _DAY
+            # Promotional opt-ins that lapse: some within hours or days (inside the
+            # workload's span, before a reminder is due), some within weeks, some a year on.
+            r = rng.random()
+            if r < 0.35:
+                life = rng.randint(2 * _HOUR, 3 * _DAY)
+            elif r < 0.65:
+                life = rng.randint(3 * _DAY, 45 * _DAY)
+            else:
+                life = 365 * _DAY
             ev["expires_at"] = self._ts(t + life, c.stamp)
         c.channels.add(channel)
         self._emit(t, ev, c.stamp)
@@ -475,8 +520,14 @@ class _Simulation:
             "ts": "",
             "customer_id": c.cid,
         }
-        if first or rng.random() < 0.3:
+        region = _TIMEZONES[c.tz][2]
+        # Some give where they live and no time zone: the region's zones, all of them.
+        region_only = first and rng.random() < 0.15
+        if (first and not region_only) or (not first and rng.random() < 0.3):
             ev["timezone"] = _TIMEZONES[c.tz][0]
+        if region_only or (first and rng.random() < 0.75) or rng.random() < 0.1:
+            # A US shopper sometimes names the country only (it spans six zones).
+            ev["region"] = region[:2] if region[:2] == "US" and rng.random() < 0.2 else region
         if rng.random() < (0.2 if first else 0.5):
             ev["topics_opt_out"] = rng.sample(_TOPICS, rng.randint(1, 2))
         if rng.random() < (0.25 if first else 0.4):
@@ -491,7 +542,10 @@ class _Simulation:
 
     def _signup(self, t: int, c: _Customer) -> int:
         rng = self.rng
-        for channel, rate in _GRANT_RATE:
+        ruled = _TIMEZONES[c.tz][2][:2] == "FR" or _TIMEZONES[c.tz][2] in _CALL_RULED
+        for channel, usual in _GRANT_RATE:
+            # Callbacks are asked for more where the law sets their hours.
+            rate = _RULED_PHONE_RATE if channel == "phone" and ruled else usual
             if rng.random() < rate:
                 self._grant(t, c, channel)
                 t += 1 + int(rng.random() * 20)
@@ -668,7 +722,10 @@ class _Simulation:
                     self._schedule_feedback(t + 24 * _HOUR, c)
             elif r < 0.65:  # fill a cart and leave it
                 t = self._browse(t, v, rng.randint(0, 3), -1)
-                t, lines = self._fill_cart(t, v, rng.random() < 0.2)
+                # Shoppers who asked for a callback leave big carts more often: the
+                # assisted-sale call (cart >= 500) is what their consent is for.
+                big = 0.5 if "phone" in c.channels else 0.2
+                t, lines = self._fill_cart(t, v, rng.random() < big)
                 if rng.random() < 0.15 and len(lines) > 1:
                     t = self._remove(t, v, lines, lines[-1])
                 if rng.random() < 0.3:
@@ -696,8 +753,11 @@ class _Simulation:
             c.sticky_sid = None
         else:
             c.sticky_sid = sid
-        if rng.random() < 0.004:
-            self._erase(t + rng.randint(_HOUR, 10 * _DAY), c)
+        if rng.random() < 0.006:
+            # Some ask to be forgotten right after leaving a cart (its reminder pending).
+            later = rng.randint(_HOUR, 3 * _HOUR) if rng.random() < 0.4 else rng.randint(
+                _HOUR, 10 * _DAY)
+            self._erase(t + later, c)
             return
         self._next_visit(c, t)
 
@@ -852,13 +912,19 @@ class _Simulation:
         self._push(t + int(self.rng.random() * 2 * _HOUR), _FEEDBACK, c, channel)
 
     def _feedback_event(self, t: int, c: _Customer, kind: str, channel: str) -> None:
-        self._emit(t, {
+        ev: Event = {
             "event_id": "",
             "type": kind,
             "ts": "",
             "customer_id": c.cid,
             "channel": channel,
-        })
+        }
+        rng = self.rng
+        if kind in ("delivered", "opened", "clicked") and rng.random() < _LATE_FEEDBACK:
+            # Reported late, in a sender's batch: it reaches the stream after later events.
+            self._push(t + rng.randint(5 * _MIN, 6 * _HOUR), _LATE, ev, t)
+            return
+        self._emit(t, ev)
 
     def _feedback(self, t: int, c: _Customer, channel: str) -> None:
         if c.gone:
