@@ -31,7 +31,7 @@ from zoneinfo import TZPATH, ZoneInfo
 import holidays
 import pycountry
 
-from tactful.core.quiet_hours import _instants, allowed_minute, next_allowed, zone
+from tactful.core.quiet_hours import _instant, _instants, allowed_minute, next_allowed, zone
 
 # pycountry's databases are untyped: read through these two names only.
 _COUNTRIES: Any = pycountry.countries
@@ -285,16 +285,25 @@ def next_open(t: float, until: float, zones: Sequence[str], hours: Hours) -> flo
         return t
     tzs: list[ZoneInfo] = [zone(z) for z in zones]
     minutes = hours.boundaries()
-    candidates: set[float] = set()
-    for tz in tzs:
-        first = datetime.fromtimestamp(t, tz).date()
-        last = datetime.fromtimestamp(until, tz).date()
-        d = first
-        while d <= last:
+    # Being allowed can only change at a boundary minute of some zone's local day. Local
+    # days are taken one at a time in every zone; a candidate earlier than the start of
+    # the next local day in every zone can no longer be preceded by a later batch's.
+    days = [datetime.fromtimestamp(t, tz).date() for tz in tzs]
+    last = max(datetime.fromtimestamp(until, tz).date() for tz in tzs)
+    pending: list[float] = []
+    while min(days) <= last:
+        for i, tz in enumerate(tzs):
             for minute in minutes:
-                candidates.update(_instants(d, minute, tz))
-            d += timedelta(days=1)
-    for instant in sorted(c for c in candidates if t < c <= until):
+                pending.extend(c for c in _instants(days[i], minute, tz) if t < c <= until)
+            days[i] += timedelta(days=1)
+        settled = min(_instant(d, 0, tz) for d, tz in zip(days, tzs, strict=True))
+        pending.sort()
+        ready = [c for c in pending if c < settled]
+        pending = pending[len(ready):]
+        for instant in ready:
+            if allowed_at(instant, zones, hours):
+                return instant
+    for instant in pending:
         if allowed_at(instant, zones, hours):
             return instant
     return None
