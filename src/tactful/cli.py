@@ -12,10 +12,13 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import datetime
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from tactful import __version__
 from tactful.core.errors import PolicyError
+
+if TYPE_CHECKING:
+    from tactful.core.links import LinkSigner
 
 EXIT_USAGE = 2
 
@@ -88,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--erasure-key", metavar="SECRET",
                         help="secret of the erasure marks (default: TACTFUL_ERASURE_KEY, "
                         "else the local key)")
+    replay.add_argument("--public-url", metavar="URL",
+                        help="sign unsubscribe and preference links under URL, as the worker "
+                        "does (default: TACTFUL_PUBLIC_URL)")
+    replay.add_argument("--link-secret", metavar="SECRET",
+                        help="secret of the links (default: TACTFUL_LINK_SECRET; "
+                        "TACTFUL_LINK_SECRET_PREVIOUS is read too)")
 
     diff = sub.add_parser(
         "diff", help="the same events through two policies: what changes",
@@ -176,7 +185,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)
     secret = args.erasure_key or os.environ.get("TACTFUL_ERASURE_KEY") or ""
-    engine = Engine(policy, erasure=ErasureKeys(secret.encode() or LOCAL_ERASURE_SECRET))
+    engine = Engine(policy, _replay_links(args),
+                    erasure=ErasureKeys(secret.encode() or LOCAL_ERASURE_SECRET))
     inputs = {args.events} if args.events != "-" else set()
     for path in (args.out, args.decisions, args.deadletter):
         if path is not None and inputs and _same_file(path, args.events):
@@ -209,6 +219,23 @@ def _replay(args: argparse.Namespace) -> int:
         intents_out.flush()
         decisions_out.flush()
     return 0
+
+
+def _replay_links(args: argparse.Namespace) -> LinkSigner | None:
+    """Links signed as the worker signs them, from the flags or the same variables."""
+    from tactful.service.bootstrap import link_signer
+    from tactful.service.settings import SettingsError, check_links
+
+    public_url = args.public_url or os.environ.get("TACTFUL_PUBLIC_URL") or None
+    secret = args.link_secret or os.environ.get("TACTFUL_LINK_SECRET") or None
+    previous = os.environ.get("TACTFUL_LINK_SECRET_PREVIOUS") or None
+    if public_url and not secret:
+        raise CliError("--public-url needs --link-secret (or TACTFUL_LINK_SECRET)")
+    try:
+        check_links(public_url, secret, previous)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    return link_signer(public_url, secret, previous)
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ class Deployment:
     app_id: str = field(default_factory=lambda: f"tactful-test-{uuid.uuid4().hex[:8]}")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     web_ports: list[int] = field(default_factory=list)  # each worker's, in start order
+    public_ports: list[int] = field(default_factory=list)  # each worker's shopper pages
     stopped: list[subprocess.Popen[bytes]] = field(default_factory=list)
     # aiokafka options of the test's own clients (TLS, SASL), as the workers get them
     # from the TACTFUL_* settings of ``extra_env``.
@@ -71,6 +72,10 @@ class Deployment:
         env = self.env()
         port = next(_ports)
         env["TACTFUL_WEB_PORT"] = str(port)
+        public = next(_ports)  # used only by a worker that signs links
+        env.setdefault("TACTFUL_PUBLIC_PORT", str(public))
+        if "{port}" in env.get("TACTFUL_PUBLIC_URL", ""):  # the pages of this very worker
+            env["TACTFUL_PUBLIC_URL"] = env["TACTFUL_PUBLIC_URL"].replace("{port}", str(public))
         env["TACTFUL_DATA_DIR"] = str(self.tmp / f"data-{n}")
         env["TACTFUL_CLOCK"] = self.clock
         log = open(self.tmp / f"worker-{n}.log", "ab")  # noqa: SIM115
@@ -80,6 +85,7 @@ class Deployment:
         )
         self.workers.append(proc)
         self.web_ports.append(port)
+        self.public_ports.append(public)
         return proc
 
     def metrics(self) -> str:
@@ -239,10 +245,11 @@ def deployment(bootstrap: str, tmp: Path, **kwargs: object) -> Iterator[Deployme
         dep.stop_all()
 
 
-def replay(dep: Deployment, events: Path, until: str) -> set[bytes]:
+def replay(dep: Deployment, events: Path, until: str, *flags: str,
+           env: dict[str, str] | None = None) -> set[bytes]:
     out = dep.tmp / "replay-intents.jsonl"
     dep.cli("replay", str(events), "--until", until, "--out", str(out),
-            "--decisions", str(dep.tmp / "replay-decisions.jsonl"))
+            "--decisions", str(dep.tmp / "replay-decisions.jsonl"), *flags, env=env)
     return {line for line in out.read_bytes().splitlines() if line}
 
 

@@ -32,13 +32,23 @@ def test_scenario_stories(kafka_bootstrap: str, tmp_path: Path, workers: int) ->
     """Then, with two workers, the admin API: every customer's timeline, asked of either
     worker, is the one replay gives (SPEC §7: any worker answers, whichever owns the key)."""
     events = merge_stories(STORIES, tmp_path / "stories.jsonl")
-    env = {"TACTFUL_ADMIN_TOKEN": ADMIN_TOKEN} if workers == 2 else {}
+    # With one worker, links on (SPEC §7: in the worker and in replay alike): the worker
+    # reads the variables, replay the flags.
+    env = {"TACTFUL_ADMIN_TOKEN": ADMIN_TOKEN} if workers == 2 else LINKS
     with deployment(kafka_bootstrap, tmp_path, extra_env=env) as dep:
         for _ in range(workers):
             dep.start_worker()
         dep.wait_ready(workers)
         dep.cli("produce", str(events), "--until", UNTIL)
-        expected = replay(dep, events, UNTIL)
+        if workers == 1:
+            expected = replay(dep, events, UNTIL, "--public-url", LINKS["TACTFUL_PUBLIC_URL"],
+                              "--link-secret", LINKS["TACTFUL_LINK_SECRET"],
+                              env={"TACTFUL_PUBLIC_URL": "", "TACTFUL_LINK_SECRET": ""})
+            signed = [orjson.loads(i) for i in expected]
+            assert all(i["links"]["unsubscribe"].startswith("https://shop.example/t/u/")
+                       for i in signed if "cancelled" not in i)
+        else:
+            expected = replay(dep, events, UNTIL)
         assert expected, "the stories must produce intents"
         intents, _ = dep.outputs(at_least=len(expected))
         assert intents == expected, dep.logs()[-3000:]
@@ -52,6 +62,8 @@ def test_scenario_stories(kafka_bootstrap: str, tmp_path: Path, workers: int) ->
 
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+LINKS = {"TACTFUL_PUBLIC_URL": "https://shop.example/t",
+         "TACTFUL_LINK_SECRET": "worker-equals-replay-link-secret"}
 
 
 def _check_explain(dep: Deployment, events: Path) -> None:

@@ -43,7 +43,7 @@ from tactful.core.events import (
     StockLevel,
     Unsubscribed,
 )
-from tactful.core.links import LinkSigner
+from tactful.core.links import Expired, LinkClaims, LinkSigner, Verified
 from tactful.core.outputs import Cancellation, ContactIntent, Decision
 from tactful.core.pipeline import Pipeline
 from tactful.core.policy import Policy, load_policy, parse_policy
@@ -1504,10 +1504,14 @@ def test_links_are_signed_when_configured() -> None:
     s.until(4)
     (i,) = s.intents()
     assert i.links is not None
-    claims = signer.verify(i.links.unsubscribe.rsplit("/", 1)[1])
-    assert claims is not None
-    assert (claims.customer_id, claims.channel, claims.topic, claims.intent_id) == (
-        "cust-1", "email", "cart_reminders", i.intent_id)
+    created = datetime.fromisoformat(i.created_at).timestamp()
+    expires = int(created + 60 * 86400)  # the policy's [links] expiry
+    for url, purpose in ((i.links.unsubscribe, "unsubscribe"),
+                         (i.links.preferences, "preferences")):
+        verdict = signer.verify(url.rsplit("/", 1)[1], purpose, created)
+        assert verdict == Verified(
+            LinkClaims("cust-1", "email", i.intent_id, purpose, expires)), purpose
+        assert isinstance(signer.verify(url.rsplit("/", 1)[1], purpose, expires), Expired)
 
 
 def test_no_links_without_a_public_url() -> None:

@@ -381,3 +381,15 @@ def test_the_readme_quotes_the_packaged_policy_version() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     quoted = set(re.findall(r"2026\.11-default\+[0-9a-f]{12}", readme))
     assert quoted == {load_policy().version}
+
+
+def test_link_expiry_is_60_days_by_default_and_bounded() -> None:
+    assert parse_policy(DEFAULT_TOML.encode()).link_expiry == 60 * D
+    bare = DEFAULT_TOML.split("\n[links]")[0]
+    assert "[links]" not in bare
+    assert parse_policy(bare.encode()).link_expiry == 60 * D
+    assert parse_policy(edit("links", 'expiry = "60d"', 'expiry = "7d"').encode()
+                        ).link_expiry == 7 * D
+    assert refuse(edit("links", 'expiry = "60d"', 'expiry = "10m"')).key == "links.expiry"
+    assert refuse(edit("links", 'expiry = "60d"', 'expiry = "400d"')).key == "links.expiry"
+    assert refuse(edit("links", 'expiry = "60d"', 'lifetime = "60d"')).key == "links.lifetime"

@@ -107,3 +107,28 @@ def test_the_admin_token_is_long_enough_and_the_advertised_url_is_a_url() -> Non
 
     everywhere = from_env({"TACTFUL_WEB_HOST": "0.0.0.0"})
     assert advertised_url(everywhere) == f"http://{socket.gethostname()}:6066"
+
+
+def test_link_settings_are_checked_before_anything_starts() -> None:
+    secret = "a-link-secret-0123"
+    ok = from_env({"TACTFUL_PUBLIC_URL": "https://shop.example/prefs",
+                   "TACTFUL_LINK_SECRET": secret, "TACTFUL_LINK_SECRET_PREVIOUS": "b" * 16,
+                   "TACTFUL_PUBLIC_PORT": "7070", "TACTFUL_PUBLIC_HOST": "0.0.0.0"})
+    assert (ok.link_secret, ok.link_secret_previous, ok.public_port, ok.public_host) == (
+        secret, "b" * 16, 7070, "0.0.0.0")
+    assert from_env({}).public_port == 6067
+    bad = [
+        ({"TACTFUL_PUBLIC_URL": "shop.example", "TACTFUL_LINK_SECRET": secret},
+         "TACTFUL_PUBLIC_URL must be http(s)://"),
+        ({"TACTFUL_PUBLIC_URL": "https://shop.example/?a=b", "TACTFUL_LINK_SECRET": secret},
+         "TACTFUL_PUBLIC_URL must be http(s)://"),
+        ({"TACTFUL_LINK_SECRET": "short"}, "TACTFUL_LINK_SECRET must be at least 16"),
+        ({"TACTFUL_LINK_SECRET_PREVIOUS": "b" * 16}, "TACTFUL_LINK_SECRET_PREVIOUS needs"),
+        ({"TACTFUL_LINK_SECRET": secret, "TACTFUL_LINK_SECRET_PREVIOUS": "b"},
+         "TACTFUL_LINK_SECRET_PREVIOUS must be at least 16"),
+        ({"TACTFUL_PUBLIC_PORT": "70000"}, "TACTFUL_PUBLIC_PORT must be between 0 and 65535"),
+    ]
+    for env, message in bad:
+        with pytest.raises(SettingsError) as caught:
+            from_env(env)
+        assert str(caught.value).startswith(message), (env, caught.value)

@@ -52,7 +52,7 @@ from tactful.core.events import (
     verified_customer,
 )
 from tactful.core.guardrails import Check, Firing, judge
-from tactful.core.links import LinkClaims, LinkSigner
+from tactful.core.links import LinkSigner
 from tactful.core.messages import (
     LOCAL_ERASURE_SECRET,
     AdoptSession,
@@ -986,8 +986,8 @@ class Engine:
         created = iso(firing.created_at)
         links = None
         if self.links is not None:
-            claims = LinkClaims(st.customer_id, channel, trigger.topic, intent_id)
-            links = self.links.links(claims)
+            links = self.links.links(st.customer_id, channel, intent_id,
+                                     firing.created_at + self.policy.link_expiry)
         intent = ContactIntent(
             intent_id=intent_id,
             customer_id=st.customer_id,

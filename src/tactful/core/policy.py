@@ -84,6 +84,8 @@ class Policy:
     explain_decisions: int = 50
     # Calling rules per region and the zones of regions (SPEC §4.5, core/jurisdictions.py).
     jurisdictions: Jurisdictions = NO_JURISDICTIONS
+    # How long an intent's unsubscribe and preference links open, from its created_at.
+    link_expiry: float = 60 * 86400.0
 
     @property
     def longest_memory(self) -> float:
@@ -225,7 +227,7 @@ class _Reader:
             "version", "default_timezone", "validity", "dedup_window", "session_ttl", "triggers",
             "quiet_hours", "frequency_caps", "cooldown", "min_lag", "sensitive",
             "max_future_skew", "late_input_window", "explain", "jurisdictions",
-            "region_timezones",
+            "region_timezones", "links",
         }
         unknown = sorted(set(doc) - top)
         if unknown:
@@ -335,6 +337,9 @@ class _Reader:
                     raise self.fail(f"explain.{key}", f"must be a whole number, got {n:g}")
                 kept[key] = int(n)
 
+        links = self.table(doc, "links", {"expiry"})
+        link_expiry = self.duration(links, "expiry", "links.expiry", lo=3600.0, default="60d")
+
         return Policy(
             version=version,
             default_timezone=tz,
@@ -380,4 +385,5 @@ class _Reader:
             explain_inputs=kept["inputs"],
             explain_decisions=kept["decisions"],
             jurisdictions=parse_jurisdictions(doc, self),
+            link_expiry=link_expiry,
         )

@@ -42,13 +42,22 @@ class Parts:
     def topics(self) -> TopicLayout:
         return self.settings.topics
 
+    def signer(self) -> LinkSigner | None:
+        """The deployment's link signer; None unless a public URL and a secret are set."""
+        return link_signer(self.settings.public_url, self.settings.link_secret,
+                           self.settings.link_secret_previous)
+
     def engine(self) -> Engine:
         """The engine with the deployment's erasure keys and link signing."""
-        settings = self.settings
-        links = None
-        if settings.public_url and settings.link_secret:
-            links = LinkSigner(settings.public_url, settings.link_secret.encode())
-        return Engine(self.policy, links, erasure_keys(settings))
+        return Engine(self.policy, self.signer(), erasure_keys(self.settings))
+
+
+def link_signer(public_url: str | None, secret: str | None,
+                previous: str | None) -> LinkSigner | None:
+    """Links are signed when both a public URL and a secret are given (worker, replay)."""
+    if not (public_url and secret):
+        return None
+    return LinkSigner(public_url, secret.encode(), previous.encode() if previous else None)
 
 
 def configure(env: Mapping[str, str] | None = None, *, worker: bool = False,
@@ -79,7 +88,40 @@ def build_worker(parts: Parts) -> worker_module.Worker:
         lambda key: worker_module.partition_of(key.encode(), settings.partitions),
         worker.customers.changelog_topic.get_topic_name, worker.explain,
     )
+    signer = parts.signer()
+    if signer is not None:
+        shopper_pages(parts, worker, signer)
     return worker
+
+
+def shopper_pages(parts: Parts, worker: worker_module.Worker, signer: LinkSigner) -> None:
+    """The owner's choices route on the worker port and, unless ``TACTFUL_PUBLIC_PORT`` is
+    0, the shopper's pages on their own listener (README, "Unsubscribe and preferences")."""
+    from tactful.service.public import Listener, PublicPages
+    from tactful.service.shopper import ChoicesRouter, ConsentProducer
+
+    settings = parts.settings
+    app = worker.app
+    router = ChoicesRouter(
+        app, worker.customers,
+        lambda key: worker_module.partition_of(key.encode(), settings.partitions), signer)
+    router.route()
+    if not settings.public_port:
+        return
+    consent = settings.topic("consent")
+    producer = ConsentProducer(parts.kafka, consent, f"{settings.app_id}-pages")
+    listener = Listener(PublicPages(signer, router, producer, consent),
+                        settings.public_host, settings.public_port)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def public_listener() -> None:
+        await producer.start()
+        await listener.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await listener.stop()
+            await producer.stop()
 
 
 def run_worker(parts: Parts, on_ready: Callable[[], None] | None = None) -> int:

@@ -49,6 +49,9 @@ class Settings:
     policy_file: str | None = None
     public_url: str | None = None
     link_secret: str | None = None
+    link_secret_previous: str | None = None  # still verifies links during a rotation
+    public_host: str = "127.0.0.1"  # the listener of the shopper's pages (/u, /p)
+    public_port: int = 6067  # 0: no such listener
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"
     sasl_username: str | None = None
@@ -145,6 +148,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "policy_file": env.get("TACTFUL_POLICY") or None,
         "public_url": env.get("TACTFUL_PUBLIC_URL") or None,
         "link_secret": env.get("TACTFUL_LINK_SECRET") or None,
+        "link_secret_previous": env.get("TACTFUL_LINK_SECRET_PREVIOUS") or None,
+        "public_host": env.get("TACTFUL_PUBLIC_HOST") or "127.0.0.1",
+        "public_port": _int(env, "TACTFUL_PUBLIC_PORT", 6067, 0, 65535),
         "security_protocol": _choice(env, "TACTFUL_SECURITY_PROTOCOL", "PLAINTEXT", _PROTOCOLS),
         "sasl_mechanism": _choice(env, "TACTFUL_SASL_MECHANISM", "PLAIN", _MECHANISMS),
         "sasl_username": env.get("TACTFUL_SASL_USERNAME") or None,
@@ -175,6 +181,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         )
     if settings.public_url and not settings.link_secret:
         raise SettingsError("TACTFUL_PUBLIC_URL needs TACTFUL_LINK_SECRET to sign links")
+    check_links(settings.public_url, settings.link_secret, settings.link_secret_previous)
     if settings.security_protocol.startswith("SASL") and not (
         settings.sasl_username and settings.sasl_password
     ):
@@ -188,6 +195,22 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
 
 
 _URL = re.compile(r"^https?://[^/\s:]+(?::\d{1,5})?/?$")
+_PUBLIC_URL = re.compile(r"^https?://[^/\s:?#]+(?::\d{1,5})?(?:/[^\s?#]*)?$")
+
+
+def check_links(public_url: str | None, secret: str | None, previous: str | None) -> None:
+    """The link settings (worker and replay alike): a public URL of http(s) with no query,
+    secrets of at least 16 characters, a previous secret only beside a current one."""
+    if public_url is not None and not _PUBLIC_URL.match(public_url):
+        raise SettingsError(
+            f"TACTFUL_PUBLIC_URL must be http(s)://host[:port][/path], got {public_url!r}")
+    if secret is not None and len(secret) < 16:
+        raise SettingsError("TACTFUL_LINK_SECRET must be at least 16 characters")
+    if previous is not None:
+        if secret is None:
+            raise SettingsError("TACTFUL_LINK_SECRET_PREVIOUS needs TACTFUL_LINK_SECRET")
+        if len(previous) < 16:
+            raise SettingsError("TACTFUL_LINK_SECRET_PREVIOUS must be at least 16 characters")
 
 
 def advertised_url(settings: Settings) -> str:
