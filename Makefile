@@ -13,7 +13,7 @@ BENCH_KAFKA_PORT ?= 39492
 BENCH_COMPARE_FLAGS ?=
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install prometheus-tools lint unit integration test drills compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
+.PHONY: help install prometheus-tools browser-tools lint unit integration test drills compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
@@ -53,8 +53,15 @@ prometheus-tools:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
 	fi
 
+# The shopper's pages are tested in headless Chromium, driven through chromedriver.
+browser-tools:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		command -v apt-get >/dev/null 2>&1 || { echo "chromium/chromedriver missing and no apt-get: install Chromium and its driver" >&2; exit 1; }; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
 # The broker is started here and stopped whatever the tests' outcome.
-integration: install prometheus-tools
+integration: install prometheus-tools browser-tools
 	@set -e; \
 	addr=$$(KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
 	trap 'KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
