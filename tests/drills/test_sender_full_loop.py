@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -45,7 +46,8 @@ def test_events_to_a_mail_in_the_inbox_and_its_feedback_back_to_the_worker(
                                              clock="wall") as dep:
         smtp.inbox.refuse["bo@example.org"] = "550 5.1.1 no such user"
         dep.extra_env.update({
-            "TACTFUL_PUBLIC_URL": "https://shop.example/tactful",
+            # The links lead to the worker's own public listener (harness: {port}).
+            "TACTFUL_PUBLIC_URL": "http://127.0.0.1:{port}/tactful",
             "TACTFUL_LINK_SECRET": "drill-link-secret-0123456789",
             "TACTFUL_ADMIN_TOKEN": ADMIN_TOKEN,
             "TACTFUL_SMTP_HOST": "127.0.0.1", "TACTFUL_SMTP_PORT": str(smtp.port),
@@ -60,7 +62,8 @@ def test_events_to_a_mail_in_the_inbox_and_its_feedback_back_to_the_worker(
         dep.start_worker()
         dep.wait_ready(1)
         dep.start_worker(command=[sys.executable, "-m", "tactful.cli", "send"])
-        dep.cli("produce", str(events))  # the wall clock fires the cart's timer at once
+        # the wall clock fires the cart's timer at once
+        dep.cli("produce", str(events), env={"TACTFUL_PUBLIC_URL": ""})
 
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not smtp.inbox.mails:
@@ -78,11 +81,24 @@ def test_events_to_a_mail_in_the_inbox_and_its_feedback_back_to_the_worker(
             time.sleep(0.5)
         metrics = dep.get(0, "/metrics")[1].decode()
 
+        # The mail's List-Unsubscribe URL, POSTed as a mailbox provider does (RFC 8058).
+        mail = smtp.inbox.mails[0].message
+        found = re.fullmatch(r"<(http://127\.0\.0\.1:(\d+)/tactful/u/[A-Za-z0-9_-]+)>",
+                             str(mail["List-Unsubscribe"]))
+        assert found and int(found.group(2)) == dep.public_ports[0], mail["List-Unsubscribe"]
+        request = urllib.request.Request(
+            found.group(1), data=b"List-Unsubscribe=One-Click", method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+        revoked = [orjson.loads(v) for _, v in dep.read("consent", quiet_seconds=1.0)
+                   if b"one_click_unsubscribe" in v]
+
     assert [m.recipients for m in smtp.inbox.mails] == [["ana@example.org"]]
     mail = smtp.inbox.mails[0].message
     assert mail["Subject"] == "You left something in your cart"
-    assert re.fullmatch(r"<https://shop\.example/tactful/u/[A-Za-z0-9_.-]+>",
-                        str(mail["List-Unsubscribe"]))
+    assert [(e["type"], e["customer_id"], e["channel"]) for e in revoked] == [
+        ("consent_revoked", "cust-ana", "email")]
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert re.fullmatch(r"<int-[0-9a-f]{20}@shop\.example>", str(mail["Message-ID"]))
     text = mail.get_body(("plain",))

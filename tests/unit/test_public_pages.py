@@ -303,3 +303,19 @@ def test_text_contrast_is_at_least_7_to_1_and_focus_is_visible() -> None:
     # The focus ring: at least 3:1 against the card and the page (WCAG 1.4.11).
     assert ":focus-visible{outline:3px solid #b35c00" in STYLE
     assert min(_contrast("#b35c00", "#ffffff"), _contrast("#b35c00", "#f4f4f2")) >= 3.0
+
+
+async def test_the_pages_answer_under_the_public_urls_path_too() -> None:
+    fakes = Fakes()
+    signer = LinkSigner("https://shop.test/account/contact", b"pages-test-secret-0123")
+    pages = PublicPages(signer, fakes.choices, fakes.produce, "tactful.consent",
+                        clock=lambda: NOW)
+    async with TestClient(TestServer(pages.app())) as client:
+        t = token("unsubscribe", signer)
+        for path in (f"/u/{t}", f"/account/contact/u/{t}"):
+            r = await client.post(path, data=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
+            assert r.status == 200, path
+        r = await client.get(f"/account/contact/u/{t}")
+        assert f'action="https://shop.test/account/contact/u/{t}"' in await r.text()
+        assert (await client.get(f"/account/u/{t}")).status == 404
+    assert len(fakes.sent) == 2

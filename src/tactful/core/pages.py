@@ -128,8 +128,8 @@ def preference_center(choices: Choices, action: str, form_token: str, *,
     parts.append(
         '<div class="card"><fieldset><legend>Quiet hours</legend>'
         '<p class="hint" id="quiet-hint">No text messages, push notifications or calls between '
-        "these times, in your time zone (we never contact you that way before 08:00 or after "
-        "21:00 anyway).</p>"
+        "these times, in your time zone (nor outside the hours the shop keeps for everyone)."
+        "</p>"
         '<div class="times">'
         f'<div><label for="quiet_start">From</label><input type="time" id="quiet_start" '
         f'name="quiet_start" value="{escape(start, quote=True)}" aria-describedby="quiet-hint">'

@@ -76,8 +76,11 @@ class PublicPages:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
-        app.router.add_route("*", "/u/{token}", self.unsubscribe)
-        app.router.add_route("*", "/p/{token}", self.preferences)
+        # At the root, and under the public URL's path for a proxy that passes it on.
+        prefix = urlsplit(self.signer.public_url).path.rstrip("/")
+        for base in ("", prefix) if prefix else ("",):
+            app.router.add_route("*", base + "/u/{token}", self.unsubscribe)
+            app.router.add_route("*", base + "/p/{token}", self.preferences)
         return app
 
     @web.middleware
