@@ -34,21 +34,18 @@ def test_scenario_stories(kafka_bootstrap: str, tmp_path: Path, workers: int) ->
     events = merge_stories(STORIES, tmp_path / "stories.jsonl")
     # With one worker, links on (SPEC §7: in the worker and in replay alike): the worker
     # reads the variables, replay the flags.
-    env = {"TACTFUL_ADMIN_TOKEN": ADMIN_TOKEN} if workers == 2 else LINKS
+    env = {"TACTFUL_ADMIN_TOKEN": ADMIN_TOKEN, **LINKS} if workers == 2 else LINKS
     with deployment(kafka_bootstrap, tmp_path, extra_env=env) as dep:
         for _ in range(workers):
             dep.start_worker()
         dep.wait_ready(workers)
         dep.cli("produce", str(events), "--until", UNTIL)
-        if workers == 1:
-            expected = replay(dep, events, UNTIL, "--public-url", LINKS["TACTFUL_PUBLIC_URL"],
-                              "--link-secret", LINKS["TACTFUL_LINK_SECRET"],
-                              env={"TACTFUL_PUBLIC_URL": "", "TACTFUL_LINK_SECRET": ""})
-            signed = [orjson.loads(i) for i in expected]
-            assert all(i["links"]["unsubscribe"].startswith("https://shop.example/t/u/")
-                       for i in signed if "cancelled" not in i)
-        else:
-            expected = replay(dep, events, UNTIL)
+        expected = replay(dep, events, UNTIL, "--public-url", LINKS["TACTFUL_PUBLIC_URL"],
+                          "--link-secret", LINKS["TACTFUL_LINK_SECRET"],
+                          env={"TACTFUL_PUBLIC_URL": "", "TACTFUL_LINK_SECRET": ""})
+        signed = [orjson.loads(i) for i in expected]
+        assert all(i["links"]["unsubscribe"].startswith("https://shop.example/t/u/")
+                   for i in signed if "cancelled" not in i)
         assert expected, "the stories must produce intents"
         intents, _ = dep.outputs(at_least=len(expected))
         assert intents == expected, dep.logs()[-3000:]
@@ -98,6 +95,7 @@ def _check_explain(dep: Deployment, events: Path) -> None:
             assert orjson.loads(body) == want, (slot, customer)
     assert any(orjson.loads(dep.get(0, f"/customers/{c}/decisions", auth)[1])["decisions"]
                for c in customers)
+    _check_preference_pages(dep, engine, pipeline, customers)
     # Refused without the token, with a wrong one, for another method, for a bad id.
     path = f"/customers/{customers[0]}/decisions"
     assert dep.get(0, path)[0] == 401
@@ -114,6 +112,42 @@ def _check_explain(dep: Deployment, events: Path) -> None:
     refused = dep.cli("explain", one, "--url", url, check=False,
                       env={"TACTFUL_ADMIN_TOKEN": ""})
     assert refused.returncode == 2 and b"TACTFUL_ADMIN_TOKEN" in refused.stderr
+
+
+def _check_preference_pages(dep: Deployment, engine: object, pipeline: object,
+                            customers: list[str]) -> None:
+    """Each worker's preference page shows every customer's choices as replay's state
+    holds them, whichever worker owns the customer (the other asks the owner)."""
+    import time
+    import urllib.request
+
+    from tactful.core.links import LinkClaims, LinkSigner
+    from tactful.core.preferences import choices_of
+
+    signer = LinkSigner(LINKS["TACTFUL_PUBLIC_URL"], LINKS["TACTFUL_LINK_SECRET"].encode())
+    shown = 0
+    for customer in customers:
+        st = pipeline.customers.get(customer)  # type: ignore[attr-defined]
+        want = choices_of(st, time.time())
+        token = signer.token(LinkClaims(customer, "email", "int-x", "preferences",
+                                        int(time.time()) + 3600))
+        for port in dep.public_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/t/p/{token}",
+                                        timeout=30) as r:
+                body = r.read().decode()
+            if st is None:
+                assert "<form" not in body, customer
+                continue
+            shown += 1
+            for channel, state in want.channels:
+                box = re.search(rf'id="ch-{channel}" name="channel" value="{channel}"( checked)?',
+                                body)
+                assert (box is None) == (state == "never"), (customer, channel, port)
+                assert box is None or bool(box.group(1)) == (state == "on"), (customer, channel)
+            for topic in ("cart_reminders", "stock_alerts", "deals", "recommendations"):
+                box = re.search(rf'value="{topic}"( checked)?', body)
+                assert box is not None and bool(box.group(1)) == (topic not in want.topics_off)
+    assert shown >= 2 * 4, "the stories' customers are shown on both workers"
 
 
 def parse_ts(text: str) -> float:
