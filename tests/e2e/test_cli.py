@@ -382,3 +382,36 @@ def test_diff_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         assert result.stderr.count(b"\n") == 1 and says in result.stderr, (args, result.stderr)
     assert events.read_bytes() == DIFF_EVENTS
     assert b"shop-b" in b.read_bytes()
+
+
+LINK_STORY = ROOT / "tests" / "scenarios" / "verified_abandoned_cart" / "events.jsonl"
+
+
+def test_replay_signs_links_from_its_flags_or_the_variables(tmp_path: Path) -> None:
+    secret = "replay-link-secret-0123"
+    flags = _run(["replay", str(LINK_STORY), "--decisions", str(tmp_path / "d.jsonl"),
+                  "--public-url", "https://shop.example/c", "--link-secret", secret])
+    variables = _run(["replay", str(LINK_STORY), "--decisions", str(tmp_path / "d.jsonl")],
+                     TACTFUL_PUBLIC_URL="https://shop.example/c", TACTFUL_LINK_SECRET=secret)
+    plain = _run(["replay", str(LINK_STORY), "--decisions", str(tmp_path / "d.jsonl")])
+    assert flags.returncode == variables.returncode == plain.returncode == 0
+    assert flags.stdout == variables.stdout
+    (intent,) = [orjson.loads(line) for line in flags.stdout.splitlines()]
+    assert intent["links"]["unsubscribe"].startswith("https://shop.example/c/u/")
+    assert intent["links"]["preferences"].startswith("https://shop.example/c/p/")
+    assert "links" not in orjson.loads(plain.stdout)
+    assert intent["customer_id"] not in intent["links"]["unsubscribe"]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--public-url", "https://shop.example"], b"--public-url needs --link-secret"),
+    (["--public-url", "shop.example", "--link-secret", "x" * 16], b"TACTFUL_PUBLIC_URL must be"),
+    (["--public-url", "https://shop.example", "--link-secret", "short"],
+     b"TACTFUL_LINK_SECRET must be at least 16 characters"),
+])
+def test_bad_link_flags_are_one_line_and_exit_2(args: list[str], says: bytes) -> None:
+    result = _run(["replay", str(LINK_STORY), *args])
+    assert result.returncode == 2
+    assert result.stdout == b""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(b"tactful: ") and says in line, line
