@@ -235,18 +235,19 @@ def test_pages_in_a_browser_and_one_click_from_a_mailbox(
         assert order[:2] == ["ch-email", "ch-sms"], order
         assert order[2:6] == ["tp-cart_reminders", "tp-stock_alerts", "tp-deals",
                               "tp-recommendations"], order
-        assert order[6:] == ["quiet_start", "quiet_end", "timezone", "save"], order
+        assert order[6:] == ["quiet_start", "quiet_end", "region", "timezone", "save"], order
         box.click()
         recommendations.click()
+        browser.find_element("id", "region").send_keys("fr")  # where the shopper lives
         browser.find_element("css selector", "button[type=submit]").click()
         wait_page(browser, "Your choices are saved.")
         if SHOTS:
             shoot_current(browser, "preferences-saved")
         changed = wait_for(dep, "consent", lambda e: e["event_id"].startswith("pc-"), count=2)
-        assert [(e["type"], e.get("channel"), e.get("source"), e.get("topics_opt_out"))
-                for e in changed] == [
-            ("consent_revoked", "sms", "preference_center", None),
-            ("preferences_set", None, None, ["recommendations"]),
+        assert [(e["type"], e.get("channel"), e.get("source"), e.get("topics_opt_out"),
+                 e.get("region")) for e in changed] == [
+            ("consent_revoked", "sms", "preference_center", None, None),
+            ("preferences_set", None, None, ["recommendations"], "FR"),
         ]
         assert all(e["customer_id"] == CUSTOMER for e in changed)
         # The page read again shows what the worker now holds.
@@ -257,6 +258,7 @@ def test_pages_in_a_browser_and_one_click_from_a_mailbox(
                 break
             time.sleep(0.5)
         assert not browser.find_element("id", "tp-recommendations").is_selected()
+        assert browser.find_element("id", "region").get_attribute("value") == "FR"
         assert browser.find_element("id", "ch-email").is_selected()
 
         # --- the next triggers avoid SMS and recommendations.

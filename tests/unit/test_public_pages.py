@@ -22,7 +22,7 @@ SIGNER = LinkSigner("http://shop.test", b"pages-test-secret-0123")
 OLD = LinkSigner("http://shop.test", b"the-previous-secret-99")
 ROTATED = LinkSigner("http://shop.test", b"pages-test-secret-0123", b"the-previous-secret-99")
 CURRENT = Choices((("email", "on"), ("sms", "on"), ("push", "never"), ("phone", "off")),
-                  frozenset({"deals"}), ("21:00", "08:00"), "Europe/Paris")
+                  frozenset({"deals"}), ("21:00", "08:00"), "Europe/Paris", "FR")
 
 
 def token(purpose: str, signer: LinkSigner = SIGNER, expires: float = NOW + 3600,
@@ -178,6 +178,7 @@ async def test_preference_center_shows_the_current_choices(site) -> None:  # typ
                      body)
     assert 'name="quiet_start" value="21:00"' in body
     assert '<option value="Europe/Paris" selected>' in body
+    assert 'id="region" name="region" value="FR"' in body
     # Every control has a label; nothing is fetched from elsewhere; no script.
     for control in re.findall(r'<(?:input|select)[^>]*\bid="([^"]+)"', body):
         assert f'<label for="{control}">' in body, control
@@ -256,6 +257,8 @@ async def test_bad_fields_save_nothing_and_say_why(site) -> None:  # type: ignor
         ([("quiet_start", "21:00")], "both"),
         ([("quiet_start", "25:00"), ("quiet_end", "08:00")], "times such as"),
         ([("timezone", "Mars/Olympus")], "time zone"),
+        ([("region", "XX-99")], "such as FR or US-FL"),
+        ([("region", "France")], "such as FR or US-FL"),
     ):
         r = await client.post(f"/p/{t}", data=[("form_token", form), *fields])
         assert r.status == 400, fields
@@ -319,3 +322,18 @@ async def test_the_pages_answer_under_the_public_urls_path_too() -> None:
         assert f'action="https://shop.test/account/contact/u/{t}"' in await r.text()
         assert (await client.get(f"/account/u/{t}")).status == 404
     assert len(fakes.sent) == 2
+
+
+async def test_the_region_is_set_from_its_code(site) -> None:  # type: ignore[no-untyped-def]
+    client, fakes = site
+    t = token("preferences")
+    base = [("form_token", SIGNER.form_token(t)), ("channel", "email"), ("channel", "sms"),
+            ("topic", "cart_reminders"), ("topic", "stock_alerts"), ("topic", "recommendations")]
+    await client.post(f"/p/{t}", data=[*base, ("region", "FR")])
+    assert fakes.sent == []  # unchanged
+    r = await client.post(f"/p/{t}", data=[*base, ("region", "us-fl")])
+    assert r.status == 200
+    (_, event), = fakes.sent
+    assert (event["type"], event["region"]) == ("preferences_set", "US-FL")
+    assert set(event) == {"type", "event_id", "ts", "customer_id", "region"}
+    assert 'name="region" value="US-FL"' in await r.text()

@@ -39,7 +39,7 @@ legend{font-weight:600;font-size:1.15rem;padding:0;margin:0 0 .5rem}
 .hint{color:#3d3d3a;font-size:.95rem;margin:.25rem 0 .5rem}
 .times{display:flex;gap:1rem;flex-wrap:wrap}
 .times label,.tz label{display:block;font-weight:500;margin:.25rem 0}
-input[type=time],select{font:inherit;padding:.4rem .5rem;border:1px solid #5c5c58;
+input[type=time],input[type=text],select{font:inherit;padding:.4rem .5rem;border:1px solid #5c5c58;
 border-radius:.3rem;background:#fff;color:#1a1a1a;min-width:9rem;max-width:100%}
 button{font:inherit;font-weight:600;color:#fff;background:#0b4f9c;border:0;border-radius:.4rem;
 padding:.7rem 1.4rem;cursor:pointer}
@@ -138,6 +138,14 @@ def preference_center(choices: Choices, action: str, form_token: str, *,
         f'name="quiet_end" value="{escape(end, quote=True)}" aria-describedby="quiet-hint">'
         "</div></div></fieldset></div>")
 
+    region = escape(choices.region or "", quote=True)
+    parts.append(
+        '<div class="card tz"><label for="region"><strong>Where you live</strong></label>'
+        '<p class="hint" id="region-hint">Your country, or your state or province, as a code '
+        "such as FR, DE or US-FL: the rules of where you live about calls and texts apply."
+        "</p>"
+        f'<input type="text" id="region" name="region" value="{region}" maxlength="6" '
+        'autocomplete="off" spellcheck="false" aria-describedby="region-hint"></div>')
     options = ['<option value="">Not set: the shop\'s time zone</option>']
     for zone in sorted(TIMEZONES):
         selected = " selected" if zone == choices.timezone else ""

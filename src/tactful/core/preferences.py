@@ -24,6 +24,7 @@ from tactful.core.events import (
     QuietHours,
     Topic,
 )
+from tactful.core.jurisdictions import is_region
 from tactful.core.state import CustomerState
 
 TOPICS: tuple[Topic, ...] = ("cart_reminders", "stock_alerts", "deals", "recommendations")
@@ -47,6 +48,7 @@ class Choices:
     topics_off: frozenset[str]
     quiet: tuple[str, str] | None  # the customer's own no-contact period, "HH:MM"
     timezone: str | None
+    region: str | None = None  # ISO 3166 code: the calling rules of SPEC §4.5
 
     def channel(self, name: str) -> str:
         return next(state for c, state in self.channels if c == name)
@@ -73,7 +75,7 @@ def choices_of(st: CustomerState | None, now: float) -> Choices:
             state = OFF
         channels.append((c, state))
     quiet = (_hhmm(st.quiet[0]), _hhmm(st.quiet[1])) if st.quiet is not None else None
-    return Choices(tuple(channels), frozenset(st.opt_out), quiet, st.timezone)
+    return Choices(tuple(channels), frozenset(st.opt_out), quiet, st.timezone, st.region)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class Submitted:
     topics_off: frozenset[str]
     quiet: tuple[str, str] | None
     timezone: str | None
+    region: str | None = None
 
 
 class FormError(ValueError):
@@ -115,7 +118,11 @@ def parse_form(fields: Mapping[str, list[str]]) -> Submitted:
     tz = _one(fields, "timezone") or None
     if tz is not None and tz not in TIMEZONES:
         raise FormError("timezone", "choose a time zone from the list")
-    return Submitted(frozenset(channels), frozenset(TOPICS) - frozenset(topics), quiet, tz)
+    region = _one(fields, "region").upper() or None
+    if region is not None and not is_region(region):
+        raise FormError("region", "give your country or state as a code such as FR or US-FL")
+    return Submitted(frozenset(channels), frozenset(TOPICS) - frozenset(topics), quiet, tz,
+                     region)
 
 
 def _one(fields: Mapping[str, list[str]], name: str) -> str:
@@ -133,7 +140,7 @@ def changes(current: Choices, wanted: Submitted, customer_id: str, now: float,
     """The events that turn ``current`` into ``wanted``: a ``consent_revoked`` for each
     channel switched off, a ``consent_granted`` for each switched back on (a channel never
     consented stays as it is), one ``preferences_set`` with only the fields that changed.
-    Quiet hours and the time zone can be set or changed, not removed (SPEC §1's
+    Quiet hours, the time zone and the region can be set or changed, not removed (SPEC §1's
     ``preferences_set`` has no way to clear them): left empty, they stay as they are.
     ``seed`` makes the event ids (the link token and the moment: a form sent twice in one
     second is one set of events)."""
@@ -159,10 +166,11 @@ def changes(current: Choices, wanted: Submitted, customer_id: str, now: float,
     if wanted.quiet is not None and wanted.quiet != current.quiet:
         quiet = QuietHours(start=wanted.quiet[0], end=wanted.quiet[1])
     tz = wanted.timezone if wanted.timezone not in (None, current.timezone) else None
-    if topics_off is not None or quiet is not None or tz is not None:
+    region = wanted.region if wanted.region not in (None, current.region) else None
+    if topics_off is not None or quiet is not None or tz is not None or region is not None:
         out.append(PreferencesSet(event_id=event_id("preferences"), ts=ts,
                                   customer_id=customer_id, topics_opt_out=topics_off,
-                                  quiet_hours=quiet, timezone=tz))
+                                  quiet_hours=quiet, timezone=tz, region=region))
     return out
 
 

@@ -197,7 +197,7 @@ def applied(current: Choices, wanted: Submitted) -> Choices:
         (c, state if state == NEVER else (ON if c in wanted.channels_on else OFF))
         for c, state in current.channels)
     return Choices(channels, wanted.topics_off, wanted.quiet or current.quiet,
-                   wanted.timezone or current.timezone)
+                   wanted.timezone or current.timezone, wanted.region or current.region)
 
 
 class Listener:

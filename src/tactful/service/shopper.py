@@ -45,13 +45,14 @@ class _Wire(msgspec.Struct, frozen=True):
     topics_off: list[str] = []
     quiet: tuple[str, str] | None = None
     timezone: str | None = None
+    region: str | None = None
 
 
 def to_json(c: Choices | None) -> bytes:
     if c is None:
         return msgspec.json.encode(_Wire(False))
     return msgspec.json.encode(_Wire(True, [tuple(x) for x in c.channels],  # type: ignore[misc]
-                                     sorted(c.topics_off), c.quiet, c.timezone))
+                                     sorted(c.topics_off), c.quiet, c.timezone, c.region))
 
 
 def from_json(raw: bytes) -> Choices | None:
@@ -59,7 +60,7 @@ def from_json(raw: bytes) -> Choices | None:
     if not w.known:
         return None
     return Choices(tuple((a, b) for a, b in w.channels), frozenset(w.topics_off),  # type: ignore[misc]
-                   w.quiet, w.timezone)
+                   w.quiet, w.timezone, w.region)
 
 
 class ChoicesRouter:
