@@ -28,7 +28,8 @@ What the mix is built to exercise (SPEC §1, §3, §4):
 - the same product viewed three or more times in a session (browse
   abandonment), carts left behind (some worth 500 or more), carts resumed
   hours or days later in the same session and then bought or emptied,
-  purchases (some gifts), logouts;
+  purchases (some gifts: only the others arm a `post_purchase` follow-up a
+  week later, so the workload spans it), logouts;
 - customers come back after minutes, hours or days, so 4 h / 24 h / 48 h
   timers really expire before (or after) the next activity;
 - `stock_level` falls to 3 or less and sell-outs followed by restocks for

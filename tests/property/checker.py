@@ -47,6 +47,7 @@ SESSION_TTL = 30 * D  # not in SPEC: the policy's session_ttl; only used to be l
 CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
 EVENT_KINDS = frozenset({"low_stock", "back_in_stock", "price_drop"})
 CART_DELAY = {"abandoned_cart": 4 * H, "assist_offer": 48 * H}
+POST_PURCHASE_DELAY = 7 * D  # SPEC §3: a follow-up 7 days after a purchase
 AFTER_REMINDER = 24 * H  # SPEC §3: the call only after a reminder went out >= 24 h before,
 REMINDER_CHANNELS = frozenset({"email"})  # on a channel the policy names (default email only)
 # SPEC §2: the reason codes of a decision (null only for emitted; deferred: quiet_hours) ...
@@ -108,6 +109,7 @@ KINDS = frozenset(
         "low_stock",
         "back_in_stock",
         "price_drop",
+        "post_purchase",
     }
 )
 TOPIC_OF = {
@@ -117,6 +119,7 @@ TOPIC_OF = {
     "low_stock": "stock_alerts",
     "back_in_stock": "stock_alerts",
     "price_drop": "deals",
+    "post_purchase": "recommendations",
 }
 CHANNELS_OF = {
     "abandoned_cart": ("email", "push", "sms"),
@@ -125,6 +128,7 @@ CHANNELS_OF = {
     "low_stock": ("push", "sms", "email"),
     "back_in_stock": ("push", "email", "sms"),
     "price_drop": ("email", "push"),
+    "post_purchase": ("email",),
 }
 
 
@@ -582,6 +586,8 @@ def _cooldown_key(run: Run, intent: dict[str, Any]) -> tuple[str, ...]:
     if intent["kind"] in CART_KINDS:
         sessions = sorted({e.raw["session_id"] for e in run.storefront_triggers(d)})
         return (intent["kind"], "cart", *sessions)
+    if intent["kind"] == "post_purchase":  # about its purchases (semantics.md: one per order)
+        return (intent["kind"], "order", *sorted(d.get("trigger_event_ids") or ()))
     items = intent.get("items") or [{"sku": "?"}]
     return (intent["kind"], "sku", items[0]["sku"])
 
@@ -717,7 +723,10 @@ def check_cancellations_complete(run: Run) -> list[str]:
                     e.type in ("consent_revoked", "complained", "unsubscribed")
                     and e.raw["channel"] == ch
                 )
-            elif e.type == "purchase" and intent["kind"] != "browse_abandonment":
+            elif e.type == "purchase" and intent["kind"] not in (
+                "browse_abandonment",
+                "post_purchase",
+            ):
                 buyer = verified_claim(e.raw) or (
                     run.world_at(e.index).binding.get(e.raw["session_id"])
                     if not e.raw.get("customer_id")
@@ -942,7 +951,61 @@ def check_triggers(run: Run) -> list[str]:
                 out.append(f"{_desc(intent)}: no 3 of its views lie within 24h")
             if not skus <= {v.raw["sku"] for v in views}:
                 out.append(f"{_desc(intent)}: items {sorted(skus)} were not viewed")
+        elif kind == "post_purchase":
+            out.extend(_check_post_purchase(run, intent, d))
     out.extend(_check_ladder(run))
+    return out
+
+
+def _buyer(run: Run, e: Event) -> str | None:
+    """The verified customer a purchase belongs to: its own verified claim, or the customer
+    its session was bound to (an unverified claim never rebinds)."""
+    return verified_claim(e.raw) or run.world_at(e.index).binding.get(e.raw["session_id"])
+
+
+def _check_post_purchase(run: Run, intent: dict[str, Any], d: dict[str, Any]) -> list[str]:
+    """SPEC §3: 7 days after a purchase, items from the purchase's lines, a gift purchase
+    never arms it. semantics.md: a newer purchase before it fires supersedes it (one
+    follow-up, due 7 days after the latest purchase, the lines of all of them, quantities
+    added per sku)."""
+    c, created = intent["customer_id"], ts(intent["created_at"])
+    buys = [e for e in run.storefront_triggers(d) if e.type == "purchase"]
+    if not buys:
+        return [f"{_desc(intent)}: no purchase among its triggers"]
+    out = []
+    gifts = [e.id for e in buys if e.raw.get("gift")]
+    if gifts:
+        out.append(f"{_desc(intent)}: armed by gift purchases {gifts}")
+    last = max(e.ts for e in buys)
+    if last + POST_PURCHASE_DELAY != created:
+        out.append(f"{_desc(intent)}: not 7 days after its latest purchase")
+    qty: dict[str, int] = {}
+    for e in buys:
+        for line in e.raw["items"]:
+            qty[line["sku"]] = qty.get(line["sku"], 0) + line["qty"]
+    for item in intent.get("items") or ():
+        if item["sku"] not in qty:
+            out.append(f"{_desc(intent)}: item {item['sku']} was not bought in its purchases")
+        elif item["qty"] != qty[item["sku"]]:
+            out.append(
+                f"{_desc(intent)}: {item['sku']} qty {item['qty']}, bought {qty[item['sku']]}"
+            )
+    ids = {e.id for e in buys}
+    erased_at = run.customer_at(c, run.position(d)).erased_at
+    for e in run.events[: math.ceil(run.position(d))]:
+        if (
+            e.type == "purchase"
+            and e.id not in ids
+            and not e.raw.get("gift")
+            and e.raw.get("items")
+            and last < e.ts < created
+            and e.index > erased_at
+            and _buyer(run, e) == c
+        ):
+            out.append(
+                f"{_desc(intent)}: purchase {e.id} at {e.raw['ts']} came before it fired and "
+                f"did not supersede it"
+            )
     return out
 
 
@@ -1086,6 +1149,36 @@ def check_cart_liveness(run: Run) -> list[str]:
     return out
 
 
+def check_purchase_liveness(run: Run) -> list[str]:
+    """SPEC §3: every purchase that is not a gift arms a post_purchase, which is decided
+    about 7 days later (emitted, deferred, suppressed) or cancelled before (consent,
+    erasure): some post_purchase decision names it, once the input reaches 7 days past
+    it. A purchase stamped before an erasure of its buyer that it follows is refused.
+    The run is taken to have gone to replay's default end, the last event + 7 days (SPEC §6).
+    """
+    out: list[str] = []
+    if not run.events:
+        return out
+    end = max(e.ts for e in run.events) + POST_PURCHASE_DELAY
+    named = {
+        x for d in run.decisions if d["kind"] == "post_purchase"
+        for x in d.get("trigger_event_ids") or ()
+    }
+    for e in run.events:
+        if e.type != "purchase" or e.raw.get("gift") or not e.raw.get("items"):
+            continue
+        if e.ts + POST_PURCHASE_DELAY > end or e.id in named:
+            continue
+        buyer = _buyer(run, e)
+        refused = buyer is not None and any(
+            x.type == "erase_requested" and x.raw["customer_id"] == buyer and x.ts >= e.ts
+            for x in run.events[: e.index]
+        )
+        if not refused:
+            out.append(f"purchase {e.id} at {e.raw['ts']}: no post_purchase decision names it")
+    return out
+
+
 # --- 8. sensitive categories, gifts, topics ----------------------------------------------------
 
 
@@ -1119,7 +1212,8 @@ def check_gifts_and_topics(run: Run) -> list[str]:
     out = []
     for intent, pos in run.positioned_intents():
         cust = run.customer_at(intent["customer_id"], pos)
-        if intent["kind"] == "browse_abandonment":
+        if intent["kind"] in ("browse_abandonment", "post_purchase"):
+            # SPEC §4.10: items bought with gift: true never feed browse or recommendations
             gifted = {i["sku"] for i in intent.get("items") or ()} & cust.gift_skus
             if gifted:
                 out.append(f"{_desc(intent)}: browse trigger for gifted skus {sorted(gifted)}")
@@ -1139,6 +1233,7 @@ CHECKS = {
     "triggers": check_triggers,
     "reasons": check_reasons,
     "cart_liveness": check_cart_liveness,
+    "purchase_liveness": check_purchase_liveness,
     "sensitive": check_sensitive,
     "gifts_and_topics": check_gifts_and_topics,
 }

@@ -20,6 +20,7 @@ from checker import (
     check_cart_liveness,
     check_consent,
     check_gifts_and_topics,
+    check_purchase_liveness,
     check_quiet_hours,
     check_reasons,
     check_sensitive,
@@ -756,3 +757,67 @@ def test_idle_cart_without_a_decision_is_caught() -> None:
     # an unverified session is decided about too (suppressed, customer_id null)
     anon = [*BASE[:4], ev("a1", t("12:05"), "cart_add", session_id="s9", **product())]
     assert check_cart_liveness(run(anon))
+
+
+# post_purchase (SPEC §3; semantics.md: a newer purchase supersedes the pending one) ---------
+BUY = {"sku": "k-lamp", "qty": 1, "price": 40.0}
+
+
+def _bought(*, gift: bool = False, second: bool = False) -> list[dict[str, Any]]:
+    events = [
+        *BASE,
+        ev("b1", t("12:10"), "purchase", **verified(), order_id="o1", gift=gift, items=[BUY]),
+    ]
+    if second:
+        events.append(ev("b2", t("12:00", "2026-06-03"), "purchase", **verified(),
+                         order_id="o2", gift=False, items=[BUY]))
+    # the input reaches 7 days past the purchases
+    events.append(ev("p9", t("13:00", "2026-06-11"), "preferences_set", customer_id="c1",
+                     timezone="America/New_York"))
+    return events
+
+
+def _follow_up(created: str, qty: int = 1) -> dict[str, Any]:
+    return intent("int-pp", created, kind="post_purchase",
+                  items=[{"sku": "k-lamp", "qty": qty, "price": 40.0}])
+
+
+def test_a_post_purchase_seven_days_after_its_purchase_passes() -> None:
+    rec = _follow_up(t("12:10", "2026-06-08"))
+    r = run(_bought(), rec, decisions=[decision(rec, ["b1"])])
+    for check in (check_triggers, check_gifts_and_topics, check_structure, check_reasons,
+                  check_purchase_liveness, check_caps, check_verified):
+        assert check(r) == [], check.__name__
+
+
+def test_post_purchase_violations_are_caught() -> None:
+    late = _follow_up(t("12:11", "2026-06-08"))
+    found = check_triggers(run(_bought(), late, decisions=[decision(late, ["b1"])]))
+    assert any("not 7 days after" in v for v in found), found
+    rec = _follow_up(t("12:10", "2026-06-08"))
+    found = check_triggers(run(_bought(gift=True), rec, decisions=[decision(rec, ["b1"])]))
+    assert any("gift purchases" in v for v in found), found
+    assert any("gifted" in v for v in check_gifts_and_topics(
+        run(_bought(gift=True), rec, decisions=[decision(rec, ["b1"])])))
+    other = intent("int-pp", t("12:10", "2026-06-08"), kind="post_purchase",
+                   items=[{"sku": "k-other", "qty": 1, "price": 1.0}])
+    found = check_triggers(run(_bought(), other, decisions=[decision(other, ["b1"])]))
+    assert any("was not bought" in v for v in found), found
+
+
+def test_a_newer_purchase_that_did_not_supersede_is_caught() -> None:
+    # b2 came 2 days after b1, before b1's follow-up was due: one follow-up, 7 days after b2,
+    # with both lines (qty 2)
+    ok = _follow_up(t("12:00", "2026-06-10"), qty=2)
+    assert check_triggers(run(_bought(second=True), ok,
+                              decisions=[decision(ok, ["b1", "b2"])])) == []
+    early = _follow_up(t("12:10", "2026-06-08"))
+    found = check_triggers(run(_bought(second=True), early,
+                               decisions=[decision(early, ["b1"])]))
+    assert any("did not supersede" in v for v in found), found
+
+
+def test_a_purchase_no_post_purchase_decision_names_is_caught() -> None:
+    assert check_purchase_liveness(run(_bought(gift=True), decisions=[])) == []
+    found = check_purchase_liveness(run(_bought(), decisions=[]))
+    assert any("b1" in v for v in found), found

@@ -21,6 +21,7 @@ from checker import (
     check_cart_liveness,
     check_consent,
     check_gifts_and_topics,
+    check_purchase_liveness,
     check_quiet_hours,
     check_reasons,
     check_sensitive,
@@ -170,7 +171,8 @@ def test_triggers_fire_as_specified(history: History) -> None:
     sku, price_drop only >= 10 % below a cart_add price, browse_abandonment 24 h after >= 3
     views of one product, assist_offer (emitted, deferred or suppressed) only after an
     email abandoned_cart intent for the cart, not cancelled, went out >= 24 h before (the
-    email-first ladder, SPEC §3)."""
+    email-first ladder), post_purchase 7 days after its latest purchase, none of them a
+    gift, with their lines, superseded by a newer purchase before it fired (SPEC §3)."""
     assert_holds(check_triggers, history)
 
 
@@ -187,8 +189,11 @@ def test_every_reason_is_a_documented_code(history: History) -> None:
 @given(HISTORIES)
 def test_every_idle_cart_is_decided_once(history: History) -> None:
     """A cart idle for 4 h gets exactly one abandoned_cart decision naming its last
-    activity (fired at +4 h, or cancelled earlier), whoever owns it (SPEC §3)."""
-    assert_holds(check_cart_liveness, history)
+    activity (fired at +4 h, or cancelled earlier), whoever owns it; every purchase that is
+    not a gift is named by a post_purchase decision (SPEC §3)."""
+    run = checked_run(history)
+    violations = check_cart_liveness(run) + check_purchase_liveness(run)
+    assert not violations, "\n".join(violations)
 
 
 # 8 ---------------------------------------------------------------------------------------------
@@ -203,7 +208,8 @@ def test_no_sensitive_items_without_opt_in(history: History) -> None:
 @PROPERTY
 @given(HISTORIES)
 def test_gifts_and_topic_opt_outs(history: History) -> None:
-    """No browse_abandonment for a sku the customer bought as a gift; no intent in an
+    """No browse_abandonment or post_purchase for a sku the customer bought as a gift, no
+    post_purchase armed by a gift purchase; no intent in an
     opted-out topic (SPEC §4.3, §4.10)."""
     assert_holds(check_gifts_and_topics, history)
 

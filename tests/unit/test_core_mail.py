@@ -59,7 +59,7 @@ def test_html_escapes_the_items() -> None:
 
 def test_every_kind_of_the_policy_has_its_own_template() -> None:
     assert set(TEMPLATES) == {"abandoned_cart", "assist_offer", "browse_abandonment",
-                              "low_stock", "back_in_stock", "price_drop"}
+                              "low_stock", "back_in_stock", "price_drop", "post_purchase"}
     assert len({t.subject for t in TEMPLATES.values()}) == len(TEMPLATES)
 
 

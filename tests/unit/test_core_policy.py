@@ -57,6 +57,7 @@ def test_default_trigger_delays_match_spec_3(policy) -> None:  # type: ignore[no
     assert policy.browse_view_window == 24 * H  # §3: within 24 h
     assert policy.low_stock_threshold == 3  # §3: falls to ≤ 3 from above 3
     assert policy.price_drop_min == pytest.approx(0.10)  # §3: ≥ 10 % below
+    assert policy.triggers["post_purchase"].delay == 7 * 86400  # §3: 7 days after a purchase
 
 
 def test_default_trigger_channels_and_topics_match_spec_3(policy) -> None:  # type: ignore[no-untyped-def]
@@ -67,6 +68,7 @@ def test_default_trigger_channels_and_topics_match_spec_3(policy) -> None:  # ty
         "low_stock": (("push", "sms", "email"), "stock_alerts"),
         "back_in_stock": (("push", "email", "sms"), "stock_alerts"),
         "price_drop": (("email", "push"), "deals"),
+        "post_purchase": (("email",), "recommendations"),
     }
     assert set(policy.triggers) == set(want)
     for kind, (channels, topic) in want.items():

@@ -217,7 +217,7 @@ def test_the_intent_schema_lists_the_reason_codes() -> None:
     codes = {c for part in items.get("anyOf", [items]) for c in part["enum"]}
     assert codes == {
         "abandoned_cart", "assist_offer", "browse_abandonment", "low_stock", "back_in_stock",
-        "price_drop",
+        "price_drop", "post_purchase",
         "verified_identity", "consent", "topic_preferences", "do_not_contact", "quiet_hours",
         "frequency_cap", "cooldown", "min_lag", "conversion_exit", "gift_exclusion",
         "sensitive_category", "staleness", "erasure",

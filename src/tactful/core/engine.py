@@ -83,7 +83,9 @@ from tactful.core.state import (
     Consent,
     CustomerState,
     Decided,
+    FollowUp,
     Noted,
+    PurchaseLine,
     Sent,
     SessionState,
     SkuState,
@@ -134,6 +136,7 @@ class Engine:
         self._abandoned = policy.triggers["abandoned_cart"]
         self._assist = policy.triggers["assist_offer"]
         self._browse = policy.triggers["browse_abandonment"]
+        self._post = policy.triggers["post_purchase"]
 
     # ------------------------------------------------------------------ session
 
@@ -151,6 +154,12 @@ class Engine:
                 # Forget the session, but not what it had seen: a redelivered event of
                 # the erased customer must not bind the session again.
                 seen = self._seen_hashes(st.seen) | st.erased_seen
+                if st.follow_up is not None:
+                    # A purchase made before the session was bound: its follow-up ends too.
+                    self._decide_record(
+                        out, None, st.session_id, "post_purchase", None, "cancelled", "erased",
+                        t, st.follow_up.event_ids,
+                    )
                 out.internal.append(
                     (ERASED, self.erasure.mark("session", st.session_id), ErasureMark(t, seen))
                 )
@@ -416,6 +425,8 @@ class Engine:
             due = views.due
             if due is not None and due < best:
                 best = due
+        if st.follow_up is not None and st.follow_up.due < best:
+            best = st.follow_up.due
         return None if best == float("inf") else best
 
     def pending_triggers(self, st: Holder) -> list[tuple[float, str, str]]:
@@ -433,6 +444,8 @@ class Engine:
         for pid, views in st.views.items():
             if views.due is not None:
                 pending.append((views.due, "browse_abandonment", pid))
+        if st.follow_up is not None:
+            pending.append((st.follow_up.due, "post_purchase", st.follow_up.order_id))
         return pending
 
     def _pending(self, st: Holder) -> bool:
@@ -445,6 +458,8 @@ class Engine:
 
     def _take_firing(self, st: Holder, kind: str, target: str, due: float) -> Firing | None:
         """Clear the pending trigger and describe it; None when it does not fire after all."""
+        if kind == "post_purchase":
+            return self._take_follow_up(st, due)
         if kind == "browse_abandonment":
             views = st.views.pop(target)
             item = (views.sku, 1, views.price, views.categories)
@@ -463,6 +478,23 @@ class Engine:
         if not isinstance(st, CustomerState) or not self._ladder_ready(st, cart, target, due):
             return None
         return firing
+
+    def _take_follow_up(self, st: Holder, due: float) -> Firing:
+        """The post_purchase due now. Its items are the lines it may build on: a line whose
+        categories tactful never saw is left out (it cannot tell the line is not sensitive),
+        and so is a sku the customer ever bought as a gift (SPEC §4.10). When every known
+        line was a gift they stay, so that guardrail 10 names the reason (gift_excluded);
+        sensitive lines are left out by the guardrails as for every trigger."""
+        follow_up = st.follow_up
+        assert follow_up is not None
+        st.follow_up = None
+        gifted = st.gift_skus if isinstance(st, CustomerState) else []
+        known = [ln for ln in follow_up.lines if ln.categories is not None]
+        lines = [ln for ln in known if ln.sku not in gifted] or known
+        items = [(ln.sku, ln.qty, ln.price, ln.categories or []) for ln in lines]
+        # No sessions: a purchase marked as not a gift is the shopper's own, wherever it was.
+        return Firing("post_purchase", follow_up.order_id, items, list(follow_up.event_ids),
+                      due, follow_up.last_purchase)
 
     def _ladder_ready(self, st: CustomerState, cart: Cart, target: str, due: float) -> bool:
         """assist_offer fires only for a big cart after a cart reminder went out long enough
@@ -590,6 +622,8 @@ class Engine:
     ) -> None:
         bought = {item.sku for item in ev.items}
         held = {sku for sku in bought if customer is not None and self._holds(customer, sku)}
+        if not ev.gift and ev.items:
+            self._arm_follow_up(st, ev, t)
         for cart_sid in list(st.carts):
             cart = st.carts[cart_sid]
             hit = bought.intersection(cart.lines)
@@ -609,8 +643,10 @@ class Engine:
                 )
         if customer is None:
             return
+        # A follow-up is about an earlier purchase: buying again is no reason to withdraw it.
         self._withdraw_sent(
-            customer, lambda s: not bought.isdisjoint(s.skus), "converted", t, ev.event_id, out
+            customer, lambda s: s.kind != "post_purchase" and not bought.isdisjoint(s.skus),
+            "converted", t, ev.event_id, out,
         )
         if ev.gift:
             for sku in sorted(bought):
@@ -621,6 +657,38 @@ class Engine:
         for sku in sorted(held):
             if not self._holds(customer, sku):
                 self._index(customer, sku, False, t, out)
+
+    def _arm_follow_up(self, st: Holder, ev: Purchase, t: float) -> None:
+        """A purchase (not a gift) arms post_purchase ``delay`` after it. A newer purchase
+        before it fires supersedes it: one follow-up, due after the latest purchase, that
+        builds on the lines of both (a shopping spree gets one note, not one per order).
+        Called before the bought lines leave the carts: their categories come from there,
+        or from the views of the same sku."""
+        cats: dict[str, list[str]] = {}
+        for cart in st.carts.values():
+            for ln in cart.lines.values():
+                cats.setdefault(ln.sku, ln.categories)
+        for views in st.views.values():
+            cats.setdefault(views.sku, views.categories)
+        follow_up = st.follow_up
+        if follow_up is None:
+            follow_up = st.follow_up = FollowUp(ev.order_id, [], [], t, t)
+        elif t >= follow_up.last_purchase:
+            follow_up.order_id = ev.order_id
+        for item in ev.items:
+            known = cats.get(item.sku)
+            line = next((ln for ln in follow_up.lines if ln.sku == item.sku), None)
+            if line is None:
+                follow_up.lines.append(PurchaseLine(
+                    item.sku, item.qty, item.price, list(known) if known is not None else None))
+                continue
+            line.qty += item.qty
+            line.price = item.price
+            if line.categories is None and known is not None:
+                line.categories = list(known)
+        follow_up.event_ids.append(ev.event_id)
+        follow_up.last_purchase = max(follow_up.last_purchase, t)
+        follow_up.due = follow_up.last_purchase + self._post.delay
 
     def _end_cart(
         self,
@@ -783,7 +851,11 @@ class Engine:
             channels_of_kind = self.policy.triggers[kind].channels
             if any(self._usable(st, ch, t) for ch in channels_of_kind):
                 continue
-            if kind == "browse_abandonment":
+            if kind == "post_purchase":
+                assert st.follow_up is not None
+                ids = st.follow_up.event_ids
+                st.follow_up = None
+            elif kind == "browse_abandonment":
                 views = st.views.pop(target)
                 ids = views.event_ids
             else:
@@ -845,7 +917,10 @@ class Engine:
     def _erase(self, st: CustomerState, t: float, event_id: str, out: Outbox) -> None:
         """Cancel what is pending, then tell every other scope to forget the customer."""
         for _, kind, target in sorted(self._pending_list(st)):
-            if kind == "browse_abandonment":
+            if kind == "post_purchase":
+                assert st.follow_up is not None
+                ids = st.follow_up.event_ids
+            elif kind == "browse_abandonment":
                 ids = st.views[target].event_ids
             else:
                 cart = st.carts[target]

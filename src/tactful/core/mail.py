@@ -44,6 +44,10 @@ TEMPLATES: dict[str, Template] = {
     "price_drop": Template(
         "A price dropped",
         "A lower price on:"),
+    # The items are what was bought; the sender adds what goes with them.
+    "post_purchase": Template(
+        "Something to go with your order",
+        "Thank you for your order. A few ideas to go with:"),
 }
 _FALLBACK = Template("A note from the shop", "About:")
 

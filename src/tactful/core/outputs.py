@@ -24,7 +24,7 @@ DEFERRED_REASON: Reason = "quiet_hours"
 # from the names of the functions that check them (guardrails.GUARDRAILS pairs the two).
 TriggerKind = Literal[
     "abandoned_cart", "assist_offer", "browse_abandonment", "low_stock", "back_in_stock",
-    "price_drop",
+    "price_drop", "post_purchase",
 ]
 GuardrailCode = Literal[
     "verified_identity", "consent", "topic_preferences", "do_not_contact", "quiet_hours",

@@ -254,6 +254,7 @@ class _Reader:
             "low_stock": {"threshold"},
             "back_in_stock": set(),
             "price_drop": {"min_drop"},
+            "post_purchase": {"delay"},
         }
         triggers: dict[str, TriggerPolicy] = {}
         for kind in KINDS:

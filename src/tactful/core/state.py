@@ -49,6 +49,28 @@ class Views(Struct, gc=False, omit_defaults=True):
     due: float | None = None
 
 
+class PurchaseLine(Struct, gc=False, omit_defaults=True):
+    """A line bought for oneself, that a post_purchase follow-up may build on."""
+
+    sku: str
+    qty: int
+    price: float
+    # From the buyer's cart or views at the purchase; None when tactful never saw the
+    # sku's categories there: it cannot tell the line is not sensitive, so it never counts.
+    categories: list[str] | None = None
+
+
+class FollowUp(Struct, gc=False, omit_defaults=True):
+    """A pending post_purchase: due ``delay`` after the latest purchase it builds on (a
+    newer purchase before it fires supersedes it: one follow-up, the lines of both)."""
+
+    order_id: str  # of the latest purchase: the trigger's target
+    lines: list[PurchaseLine]
+    event_ids: list[str]
+    last_purchase: float
+    due: float
+
+
 class Consent(Struct, gc=False, omit_defaults=True):
     granted: bool
     at: float
@@ -78,6 +100,7 @@ class SessionState(Struct, gc=False, omit_defaults=True):
     seen: dict[str, float] = {}
     carts: dict[str, Cart] = {}
     views: dict[str, Views] = {}
+    follow_up: FollowUp | None = None  # a purchase made before the session was bound
     # Back after an erasure (as CustomerState): earlier inputs and repeats stay out.
     erased_at: float | None = None
     erased_seen: frozenset[str] = frozenset()
@@ -117,6 +140,7 @@ class CustomerState(Struct, gc=False, omit_defaults=True):
     opt_in: list[str] = []
     carts: dict[str, Cart] = {}  # keyed by session id
     views: dict[str, Views] = {}  # keyed by product id
+    follow_up: FollowUp | None = None  # pending post_purchase
     gift_skus: list[str] = []
     gift_sessions: list[str] = []
     sent: list[Sent] = []
