@@ -79,6 +79,24 @@ def test_events_to_a_mail_in_the_inbox_and_its_feedback_back_to_the_worker(
             if b"delivered" in timelines["cust-ana"] and b"bounced" in timelines["cust-bo"]:
                 break
             time.sleep(0.5)
+        # The worker holds the bounced address back (policy [feedback] bounce_suppress): a
+        # stock alert for Bo's carted lamp, whose only consented channel is email, is
+        # suppressed as `bounced`, and no second mail reaches the inbox.
+        stock = tmp_path / "stock.jsonl"
+        stock.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in (
+            {"event_id": "d9-1", "type": "stock_level", "ts": iso(time.time()),
+             "sku": "sku-lamp-1", "available": 10},
+            {"event_id": "d9-2", "type": "stock_level", "ts": iso(time.time() + 1),
+             "sku": "sku-lamp-1", "available": 2},
+        )))
+        dep.cli("produce", str(stock), env={"TACTFUL_PUBLIC_URL": ""})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            timelines["cust-bo"] = dep.get(0, "/customers/cust-bo/decisions", auth)[1]
+            if b"low_stock" in timelines["cust-bo"]:
+                break
+            time.sleep(0.5)
+        time.sleep(2)  # time for a mail that should not come
         metrics = dep.get(0, "/metrics")[1].decode()
 
         # The mail's List-Unsubscribe URL, POSTed as a mailbox provider does (RFC 8058).
@@ -110,4 +128,9 @@ def test_events_to_a_mail_in_the_inbox_and_its_feedback_back_to_the_worker(
                      r"1\.0$", metrics, re.M), metrics
     assert b"delivered" in timelines["cust-ana"], timelines
     assert b"bounced" in timelines["cust-bo"], timelines
+    bo = orjson.loads(timelines["cust-bo"])
+    low = [d for d in bo["decisions"] if d["kind"] == "low_stock"]
+    assert [(d["outcome"], d.get("reason")) for d in low] == [("suppressed", "bounced")], bo
+    assert "email" in bo["bounced"], bo
+    assert len(smtp.inbox.mails) == 1  # still only Ana's
     assert dep.read("deadletter", quiet_seconds=1.0) == []

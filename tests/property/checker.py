@@ -42,6 +42,7 @@ ALLOWED_FROM, ALLOWED_UNTIL = 8 * 60, 21 * 60  # minutes of the local day
 CAPS = ((16 * H, 1, None), (7 * D, 3, None), (24 * H, 3, "sms"))  # (window, max, channel)
 COOLDOWN = 72 * H
 VALIDITY = 24 * H
+BOUNCE_HOLD = 30 * D  # the policy's [feedback] bounce_suppress (not in SPEC: semantics.md)
 DEDUP_WINDOW = 7 * D
 SESSION_TTL = 30 * D  # not in SPEC: the policy's session_ttl; only used to be lenient
 CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
@@ -69,6 +70,7 @@ REASON_CODES = frozenset(
         "stale",
         "erased",
         "no_channel",
+        "bounced",  # not in SPEC §2's list: added with the schema (docs/semantics.md, Bounces)
     }
 )
 # ... and the code of each guardrail of §4, in its order, that an intent lists after its kind
@@ -701,6 +703,40 @@ def check_blocks(run: Run) -> list[str]:
     return out
 
 
+def check_bounces(run: Run) -> list[str]:
+    """semantics.md: after a `bounced` feedback on a channel, no intent on that channel for
+    the customer is created within the hold (30 days), unless a later `consent_granted`
+    for the channel (stamped no earlier than the bounce) or an erasure came after it."""
+    out = []
+    for intent, pos in run.positioned_intents():
+        c, ch, created = intent["customer_id"], intent["channel"], ts(intent["created_at"])
+        before = run.events[: math.ceil(pos)]
+        for b in before:
+            if not (
+                b.type == "bounced"
+                and b.raw.get("customer_id") == c
+                and b.raw.get("channel") == ch
+                and b.ts + BOUNCE_HOLD > created
+            ):
+                continue
+            lifted = any(
+                e.index > b.index
+                and e.raw.get("customer_id") == c
+                and (
+                    e.type == "erase_requested"
+                    or (e.type == "consent_granted" and e.raw["channel"] == ch and e.ts >= b.ts)
+                )
+                for e in before
+            )
+            if not lifted:
+                out.append(
+                    f"{_desc(intent)}: {ch} bounced ({b.id} at {b.raw['ts']}) less than 30 "
+                    f"days before, with no later {ch} consent_granted"
+                )
+                break
+    return out
+
+
 def check_cancellations_complete(run: Run) -> list[str]:
     """SPEC §2: a revocation, do_not_contact, purchase or erasure that arrives after an
     intent was emitted but before its send_after cancels it (semantics.md: a revocation,
@@ -1228,6 +1264,7 @@ CHECKS = {
     "quiet_hours": check_quiet_hours,
     "caps": check_caps,
     "blocks": check_blocks,
+    "bounces": check_bounces,
     "cancellations_complete": check_cancellations_complete,
     "structure": check_structure,
     "triggers": check_triggers,

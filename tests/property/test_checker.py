@@ -15,6 +15,7 @@ import pytest
 from checker import (
     Run,
     check_blocks,
+    check_bounces,
     check_cancellations_complete,
     check_caps,
     check_cart_liveness,
@@ -821,3 +822,15 @@ def test_a_purchase_no_post_purchase_decision_names_is_caught() -> None:
     assert check_purchase_liveness(run(_bought(gift=True), decisions=[])) == []
     found = check_purchase_liveness(run(_bought(), decisions=[]))
     assert any("b1" in v for v in found), found
+
+
+# bounces (docs/semantics.md, Bounces: the channel held back 30 days, a new grant lifts it) ---
+def test_an_email_intent_within_30_days_of_a_bounce_is_caught_unless_regranted() -> None:
+    bounce = ev("f1", t("11:00"), "bounced", customer_id="c1", channel="email")
+    assert check_bounces(run([*BASE, bounce], EMAIL))
+    regrant = grant("g8", t("11:30"), "email")
+    assert check_bounces(run([*BASE, bounce, regrant], EMAIL)) == []
+    sms = ev("f2", t("11:00"), "bounced", customer_id="c1", channel="sms")
+    assert check_bounces(run([*BASE, sms], EMAIL)) == []
+    long_ago = ev("f3", t("11:00", "2026-04-20"), "bounced", customer_id="c1", channel="email")
+    assert check_bounces(run([long_ago, *BASE], EMAIL)) == []

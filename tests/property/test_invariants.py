@@ -16,6 +16,7 @@ import orjson
 from checker import (
     Run,
     check_blocks,
+    check_bounces,
     check_cancellations_complete,
     check_caps,
     check_cart_liveness,
@@ -123,8 +124,11 @@ def test_frequency_caps_and_cooldown(history: History) -> None:
 def test_no_intent_after_erasure_dnc_complaint_or_unsubscribe(history: History) -> None:
     """Nothing after erase_requested / do_not_contact (any channel) or complained /
     unsubscribed (its channel) until a later consent_granted for the channel; nothing fed
-    by events from before an erasure (SPEC §4.4, §4.13)."""
-    assert_holds(check_blocks, history)
+    by events from before an erasure (SPEC §4.4, §4.13); nothing on a channel within 30
+    days of a bounce on it without a later grant (docs/semantics.md, Bounces)."""
+    run = checked_run(history)
+    violations = check_blocks(run) + check_bounces(run)
+    assert not violations, "\n".join(violations)
 
 
 @PROPERTY

@@ -128,7 +128,8 @@ def test_the_timeline_is_plain_json() -> None:
     doc = msgspec.json.decode(msgspec.json.encode(_timeline(s.until(5), 5)))
     # Every key, always (an empty list rather than a missing key).
     assert set(doc) == {"customer_id", "as_of", "known", "inputs", "decisions", "pending",
-                        "consent", "do_not_contact", "preferences", "caps", "sent"}
+                        "consent", "do_not_contact", "bounced", "preferences", "caps",
+                        "sent"}
     assert doc["decisions"][0]["outcome"] == "emitted"
 
 

@@ -23,6 +23,8 @@ REASON_CODES = {
     "no_consent", "consent_expired", "unverified_identity", "quiet_hours", "frequency_cap",
     "cooldown", "min_lag", "converted", "cart_emptied", "topic_opt_out",
     "sensitive_category", "do_not_contact", "gift_excluded", "stale", "erased", "no_channel",
+    # not in SPEC §2: a channel held back after a bounce (docs/semantics.md, Bounces)
+    "bounced",
 }
 # Unreachable under the default policy by design (docs/semantics.md): the only call,
 # assist_offer, is due 48 h after the activity, which is the minimum lag; and every

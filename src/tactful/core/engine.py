@@ -102,7 +102,7 @@ _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 _CART_EVENTS = (CartAdd, CartRemove, CheckoutStarted, Purchase)
 _S = TypeVar("_S", SessionState, CustomerState)
 _NOT_FORWARDED = (PageView, Logout)
-_NO_EFFECT = (Delivered, Opened, Clicked, Bounced)
+_NO_EFFECT = (Delivered, Opened, Clicked, Bounced)  # nothing to do for an unknown customer
 _CART_KINDS = frozenset({"abandoned_cart", "assist_offer"})
 _SKU_KINDS = frozenset({"low_stock", "back_in_stock", "price_drop"})
 
@@ -322,6 +322,11 @@ class Engine:
                 st.consents[msg.channel] = Consent(True, t, msg.source, expires)
                 if st.blocked.get(msg.channel, t) <= t:
                     st.blocked.pop(msg.channel, None)
+                # The shopper gave the address again (or a corrected one): a bounce before
+                # the grant no longer holds the channel back.
+                bounce = st.bounced.get(msg.channel)
+                if bounce is not None and bounce[0] <= t:
+                    del st.bounced[msg.channel]
             else:
                 # A "stop" always applies when it arrives, whatever its stamp says (a grant
                 # from a system with a clock ahead must not outrank it); it counts from the
@@ -334,6 +339,8 @@ class Engine:
         elif isinstance(msg, Complained | Unsubscribed):
             st.blocked[msg.channel] = max(t, st.blocked.get(msg.channel, t))
             self._withdraw(st, {msg.channel}, "do_not_contact", t, msg.event_id, out)
+        elif isinstance(msg, Bounced):
+            self._bounce(st, msg, t, out)
         elif isinstance(msg, DoNotContact):
             for channel in CHANNELS:
                 st.blocked[channel] = max(t, st.blocked.get(channel, t))
@@ -833,6 +840,25 @@ class Engine:
         if ev.region is not None:
             st.region = ev.region
 
+    def _bounce(self, st: CustomerState, msg: Bounced, t: float, out: Outbox) -> None:
+        """A sender could not deliver on ``msg.channel``: the channel is not used for the
+        policy's ``bounce_suppress`` (the next channel in a trigger's order may be), and the
+        intents waiting on it that would come due before then are cancelled (they would
+        bounce too). Pending triggers stay: they are judged when due, when the hold may
+        have ended."""
+        hold = self.policy.bounce_suppress
+        if hold <= 0:
+            return
+        until = t + hold
+        known = st.bounced.get(msg.channel)
+        if known is not None:
+            until = max(until, known[1])
+        st.bounced[msg.channel] = (t if known is None else max(t, known[0]), until)
+        self._withdraw_sent(
+            st, lambda s: s.channel == msg.channel and s.send_after < until, "bounced", t,
+            msg.event_id, out,
+        )
+
     def _usable(self, st: CustomerState, channel: str, t: float) -> bool:
         grant = st.consents.get(channel)
         return (
@@ -983,6 +1009,9 @@ class Engine:
         """Forget what no rule can need any more: bounded state per customer."""
         if st.erased_seen and now > (st.erased_at or 0.0) + self.policy.dedup_window:
             st.erased_seen = frozenset()  # no redelivery is that late
+        if st.bounced:
+            for channel in [ch for ch, (_, until) in st.bounced.items() if until <= now]:
+                del st.bounced[channel]
         horizon = now - self.policy.longest_memory
         if st.sent and st.sent[0].created_at < horizon:
             st.sent = [s for s in st.sent if s.created_at >= horizon]

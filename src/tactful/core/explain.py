@@ -80,6 +80,7 @@ class Timeline(Struct, frozen=True):
     pending: list[PendingTrigger] = []
     consent: dict[str, ConsentLine] = {}
     do_not_contact: dict[str, str] = {}  # channel -> since when a sender said stop
+    bounced: dict[str, str] = {}  # channel -> until when a bounce holds it back
     preferences: Preferences | None = None
     caps: list[CapLine] = []
     sent: list[SentLine] = []  # intents still counted by a cap, cooldown or the ladder
@@ -109,6 +110,8 @@ def timeline(engine: Engine, customer_id: str, st: CustomerState | None, now: fl
             for channel, c in sorted(st.consents.items())
         },
         do_not_contact={channel: iso(at) for channel, at in sorted(st.blocked.items())},
+        bounced={channel: iso(until) for channel, (_, until) in sorted(st.bounced.items())
+                 if until > now},
         preferences=Preferences(st.timezone, quiet, sorted(st.opt_out), sorted(st.opt_in),
                                 st.region),
         caps=[CapLine(cap.channel, cap.window, cap.max, cap_usage(cap, st.sent, now))
@@ -133,6 +136,8 @@ def render(t: Timeline) -> str:
         lines.append("  none given")
     for channel, at in t.do_not_contact.items():
         lines.append(f"  {channel:<6} do not contact since {at}")
+    for channel, until in t.bounced.items():
+        lines.append(f"  {channel:<6} bounced, not used until {until}")
     if t.preferences is not None:
         p = t.preferences
         parts = []

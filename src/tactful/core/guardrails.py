@@ -78,9 +78,14 @@ def topic_preferences(c: Check) -> Reason | None:
 
 
 def do_not_contact(c: Check) -> Reason | None:
-    # 4. complained / unsubscribed (their channel) and do_not_contact (every channel).
+    # 4. complained / unsubscribed (their channel) and do_not_contact (every channel) from
+    # senders suppress at once; so does a bounce, on its channel, for the policy's
+    # [feedback] bounce_suppress (its own code: the shopper asked for nothing).
     if c.channel in c.customer.blocked:
         return "do_not_contact"
+    bounce = c.customer.bounced.get(c.channel)
+    if bounce is not None and bounce[1] > c.now:
+        return "bounced"
     return None
 
 

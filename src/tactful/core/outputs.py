@@ -13,7 +13,7 @@ Outcome = Literal["emitted", "deferred", "suppressed", "cancelled"]
 Reason = Literal[
     "no_consent", "consent_expired", "unverified_identity", "quiet_hours", "frequency_cap",
     "cooldown", "min_lag", "converted", "cart_emptied", "topic_opt_out", "sensitive_category",
-    "do_not_contact", "gift_excluded", "stale", "erased", "no_channel",
+    "do_not_contact", "gift_excluded", "stale", "erased", "no_channel", "bounced",
 ]
 REASON_CODES: tuple[Reason, ...] = get_args(Reason)
 # What moved a deferred intent's send_after: quiet hours are the only guardrail that defers

@@ -82,6 +82,8 @@ class Policy:
     # How many of a customer's latest inputs and decisions explain shows ([explain]).
     explain_inputs: int = 20
     explain_decisions: int = 50
+    # How long a channel is not used after a sender reported a bounce on it ([feedback]).
+    bounce_suppress: float = 30 * 86400.0
     # Calling rules per region and the zones of regions (SPEC §4.5, core/jurisdictions.py).
     jurisdictions: Jurisdictions = NO_JURISDICTIONS
     # How long an intent's unsubscribe and preference links open, from its created_at.
@@ -227,7 +229,7 @@ class _Reader:
             "version", "default_timezone", "validity", "dedup_window", "session_ttl", "triggers",
             "quiet_hours", "frequency_caps", "cooldown", "min_lag", "sensitive",
             "max_future_skew", "late_input_window", "explain", "jurisdictions",
-            "region_timezones", "links",
+            "region_timezones", "links", "feedback",
         }
         unknown = sorted(set(doc) - top)
         if unknown:
@@ -329,6 +331,9 @@ class _Reader:
         skew = self.duration(doc, "max_future_skew", "max_future_skew", default="15m")
         if skew > 86400:
             raise self.fail("max_future_skew", "must be at most 1d")
+        feedback = self.table(doc, "feedback", {"bounce_suppress"})
+        bounce_suppress = self.duration(feedback, "bounce_suppress", "feedback.bounce_suppress",
+                                        default="30d")
         explain = self.table(doc, "explain", {"inputs", "decisions"})
         kept = {"inputs": 20, "decisions": 50}
         for key in kept:
@@ -387,4 +392,5 @@ class _Reader:
             explain_decisions=kept["decisions"],
             jurisdictions=parse_jurisdictions(doc, self),
             link_expiry=link_expiry,
+            bounce_suppress=bounce_suppress,
         )

@@ -133,6 +133,8 @@ class CustomerState(Struct, gc=False, omit_defaults=True):
     seen: dict[str, float] = {}
     consents: dict[str, Consent] = {}
     blocked: dict[str, float] = {}  # channel -> when a sender said stop
+    # channel -> (when a sender reported a bounce, until when the channel is not used)
+    bounced: dict[str, tuple[float, float]] = {}
     timezone: str | None = None
     quiet: tuple[int, int] | None = None  # the customer's own no-contact period, minutes
     region: str | None = None  # ISO 3166 code: the calling rules of SPEC §4.5
