@@ -4,7 +4,14 @@ The story (``tactful/demo/story.jsonl``): a verified shopper abandons a cart
 (email at 4 h); a wife's cart seen only through an IP match to her husband's
 account (no contact, ever); two Berlin carts going idle at 3 a.m. (SMS deferred
 to 08:00, one cancelled by a purchase); a shopper who says "stop" before a
-deferred SMS goes out.
+deferred SMS goes out; a purchase whose week-later follow-up has no email consent.
+
+Then the part that happens today: two shoppers whose carts went idle a few hours ago
+(stamped from the wall clock, so that their reminders are still inside their window).
+``tactful send`` mails every intent it may to an SMTP inbox on loopback (aiosmtpd, in
+this process), with an address directory for the story's customers; one address is
+refused (5xx), so the worker is told ``bounced``. The demo ends by printing each
+delivered mail's subject and first lines.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from email.message import EmailMessage
 from importlib import resources
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -28,6 +36,13 @@ from tactful.adapters.topics import TopicSpec, ensure_topics
 from tactful.service.settings import from_env
 
 UNTIL = "2026-06-30T00:00:00Z"
+# Where the story's customers are mailed (the directory ``tactful send`` reads).
+ADDRESSES = {
+    "cust-ana": "ana@example.org", "cust-husband": "husband@example.org",
+    "cust-noor": "noor@example.org", "cust-omar": "omar@example.invalid",
+}
+REFUSED = {"omar@example.invalid": "550 5.1.1 no such mailbox"}
+MAIL_WAIT = 60.0  # seconds the demo waits for today's mails
 
 
 def main() -> int:
@@ -47,31 +62,116 @@ def main() -> int:
         "TACTFUL_LOG_LEVEL": "warning",
         "TACTFUL_WEB_PORT": env.get("TACTFUL_WEB_PORT", "6067"),
     })
+    try:
+        from tactful.service.demo_inbox import Inbox
+    except ImportError:
+        print("tactful demo: the SMTP inbox needs aiosmtpd (pip install -e '.[dev]')",
+              file=sys.stderr)
+        return 2
     settings = from_env(env)
     story = resources.files("tactful") / "demo" / "story.jsonl"
-    with TemporaryDirectory() as tmp, resources.as_file(story) as story_path:
-        env["TACTFUL_DATA_DIR"] = str(Path(tmp) / "data")
-        log_path = Path(tmp) / "worker.log"
-        print("demo: starting the worker (stream clock) ...", file=sys.stderr)
-        with open(log_path, "wb") as log:
+    now = time.time()
+    with TemporaryDirectory() as tmp, resources.as_file(story) as story_path, \
+            Inbox(REFUSED) as inbox:
+        tmp_path = Path(tmp)
+        env["TACTFUL_DATA_DIR"] = str(tmp_path / "data")
+        events = tmp_path / "story.jsonl"
+        events.write_bytes(story_path.read_bytes()
+                           + b"".join(orjson.dumps(e) + b"\n" for e in today(now)))
+        directory = tmp_path / "directory.jsonl"
+        directory.write_bytes(b"".join(
+            orjson.dumps({"customer_id": c, "email": a}) + b"\n" for c, a in ADDRESSES.items()))
+        sender_env = {
+            **env, "TACTFUL_SMTP_HOST": "127.0.0.1", "TACTFUL_SMTP_PORT": str(inbox.port),
+            "TACTFUL_SMTP_TLS": "none", "TACTFUL_SMTP_FROM": "Shop <news@shop.example>",
+            "TACTFUL_SENDER_DIRECTORY": str(directory),
+            "TACTFUL_SENDER_OUTBOX": str(tmp_path / "outbox.jsonl"),
+        }
+        print("demo: starting the worker (stream clock) and tactful send ...", file=sys.stderr)
+        with open(tmp_path / "worker.log", "wb") as log, \
+                open(tmp_path / "sender.log", "wb") as sender_log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "tactful.cli", "worker", "--clock", "stream"],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
+            sender = subprocess.Popen(
+                [sys.executable, "-m", "tactful.cli", "send"],
+                env=sender_env, stdout=sender_log, stderr=subprocess.STDOUT,
+            )
             try:
-                print(f"demo: producing {story_path.name} ...", file=sys.stderr)
-                until = datetime_ts(UNTIL)
-                asyncio.run(produce_file(str(story_path), settings.kafka, settings.topics,
+                print(f"demo: producing {story_path.name} and today's carts ...",
+                      file=sys.stderr)
+                # The stream clock then reaches the story's end, and today (the reminders
+                # of today's carts are due an hour ago).
+                until = max(datetime_ts(UNTIL), now)
+                asyncio.run(produce_file(str(events), settings.kafka, settings.topics,
                                          until))
                 intents, decisions = asyncio.run(_collect(settings.bootstrap, env))
+                print("demo: waiting for tactful send to mail today's reminders ...",
+                      file=sys.stderr)
+                mails = inbox.wait(len(TODAY), MAIL_WAIT)
             finally:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                for proc in (sender, worker):
+                    proc.terminate()
+                for proc in (sender, worker):
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+            refused = inbox.refused()
     print(render(intents, decisions))
-    return 0 if intents else 1
+    print(render_mail(mails, refused))
+    return 0 if intents and mails else 1
+
+
+# Today's shoppers: (customer, [(sku, qty, price)]); cust-omar's address is refused.
+TODAY = {
+    "cust-noor": [("sku-kettle", 1, 45.0), ("sku-mug", 2, 9.5)],
+    "cust-omar": [("sku-tent", 1, 120.0)],
+}
+
+
+def today(now: float) -> list[dict[str, object]]:
+    """Carts left 5 hours before ``now`` by shoppers with email consent: their 4 h
+    reminders are due an hour ago, still well inside their 24 h window."""
+    from tactful.core.outputs import iso
+
+    events: list[dict[str, object]] = []
+    start = now - 5 * 3600
+    for n, (customer, lines) in enumerate(TODAY.items()):
+        who = {"session_id": f"sess-{customer}-today", "customer_id": customer,
+               "identity": {"method": "login"}}
+        events += [
+            {"event_id": f"td{n}-1", "type": "consent_granted", "ts": iso(start),
+             "customer_id": customer, "channel": "email", "source": "account_signup"},
+            {"event_id": f"td{n}-2", "type": "login", "ts": iso(start + 60), **who},
+        ]
+        for k, (sku, qty, price) in enumerate(lines):
+            events.append({
+                "event_id": f"td{n}-{3 + k}", "type": "cart_add", "ts": iso(start + 120 + k),
+                **who, "sku": sku, "product_id": f"prod-{sku[4:]}", "category": ["home"],
+                "price": price, "currency": "USD", "qty": qty,
+            })
+    return events
+
+
+def render_mail(mails: list[tuple[str, EmailMessage]], refused: list[str],
+                first_lines: int = 4) -> str:
+    """Each delivered mail: recipient, subject and the first lines of its text part."""
+    lines = ["Mail delivered by tactful send (an SMTP inbox on loopback):", ""]
+    for recipient, message in mails:
+        lines.append(f"  To: {recipient}")
+        lines.append(f"  Subject: {message['Subject']}")
+        body = message.get_body(("plain",))
+        text = body.get_content() if isinstance(body, EmailMessage) else ""
+        lines += [f"  | {line}".rstrip() for line in text.splitlines()[:first_lines]]
+        lines.append("")
+    if not mails:
+        lines += ["  none arrived", ""]
+    for recipient in refused:
+        lines.append(f"  {recipient}: refused by the server (5xx): the worker was told "
+                     f"`bounced`")
+    return "\n".join(lines) + "\n"
 
 
 def datetime_ts(text: str) -> float:
