@@ -76,6 +76,11 @@ min_drop = 0.10
 channels = ["email", "push"]
 topic = "deals"
 
+[triggers.post_purchase]
+delay = "7d"
+channels = ["email"]
+topic = "recommendations"
+
 [quiet_hours]
 allowed_from = "08:00"
 allowed_until = "21:00"
