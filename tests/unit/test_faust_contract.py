@@ -12,6 +12,7 @@ from typing import Any
 import faust
 import faust.streams
 import pytest
+from faust.sensors.monitor import Monitor
 from faust.stores.memory import Store as MemoryStore
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
@@ -25,6 +26,7 @@ from faust.transport.drivers.aiokafka import (
     credentials_to_aiokafka_auth,
     server_list,
 )
+from mode.utils.queues import FlowControlEvent
 
 
 def _params(fn: Callable[..., Any]) -> list[str]:
@@ -56,8 +58,15 @@ SIGNATURES = [
      ["consumer", "tps", "destination", "title"]),
     ("Producer._settings_default", Producer._settings_default, []),
     ("Producer._settings_auth", Producer._settings_auth, []),
-    ("Stream.take_events", faust.streams.Stream.take_events, ["max_", "within"]),
-    ("Stream.ack", faust.streams.Stream.ack, ["event"]),
+    # the input path (``feed``): Faust's fetch loop replaced, its steps called
+    ("Consumer._drain_messages", Consumer._drain_messages, ["fetcher"]),
+    ("Consumer._wait_next_records", Consumer._wait_next_records, ["timeout"]),
+    ("Consumer._to_message", Consumer._to_message, ["tp", "record"]),
+    ("Consumer._add_gap", Consumer._add_gap, ["tp", "offset_from", "offset_to"]),
+    ("Consumer.ack", Consumer.ack, ["message"]),
+    ("Consumer.commit", Consumer.commit, ["topics", "start_new_transaction"]),
+    ("FlowControlEvent.manage_queue", FlowControlEvent.manage_queue, ["queue"]),
+    ("Monitor.track_tp_end_offset", Monitor.track_tp_end_offset, ["tp", "offset"]),
     ("Consumer.highwater", Consumer.highwater, ["tp"]),  # the metrics' lag
     ("server_list", server_list, ["urls", "default_port"]),
 ]
@@ -71,7 +80,9 @@ def test_an_overridden_or_called_method_keeps_its_parameters(
 
 # (class, attributes its methods set on instances, which tactful reads or clears)
 INSTANCE_ATTRIBUTES = [
-    (Consumer, ["_acked", "_acked_index", "_gap", "_read_offset"]),
+    (Consumer, ["_acked", "_acked_index", "_gap", "_read_offset", "_unacked_messages",
+                "_commit_every", "_n_acked", "_buffered_partitions", "flow_active",
+                "suspend_flow", "can_resume_flow"]),
     (MemoryStore, ["data", "_key_partition"]),
     (TableManager, ["_recovery"]),
 ]
@@ -109,12 +120,34 @@ def test_the_current_event_is_a_context_variable_of_weak_references() -> None:
         var.reset(token)
 
 
-def test_take_events_acks_only_after_the_batch_was_handled() -> None:
-    # The worker acks a batch's events itself, inside its commit barrier; Faust's own
-    # ack after the batch must then find them acked (a no-op), not ack ahead of it.
-    source = inspect.getsource(faust.streams.Stream.take_events)
-    assert "yield list(events)" in source and "await self.ack(event)" in source
-    assert source.index("yield list(events)") < source.index("await self.ack(event)")
+def test_the_fetch_loop_tactful_replaces_still_does_what_feed_repeats() -> None:
+    # feed.drain_in_batches is Faust's Consumer._drain_messages a topic-partition's fetch
+    # at a time: the steps it repeats must still be the steps of Faust's loop.
+    source = inspect.getsource(Consumer._drain_messages)
+    for step in ("self.getmany", "self._read_offset", "self._add_gap(", "self._commit_every",
+                 "self._n_acked", "self.commit()", "self.wait_first(", "self.suspend_flow",
+                 "consumer_stopped_errors", "CONSUMER_FETCHING"):
+        assert step in source, f"Consumer._drain_messages no longer has {step}"
+    getmany = inspect.getsource(Consumer.getmany)
+    for step in ("self._wait_next_records(", "self.flow_active", "consumer_generation_id",
+                 "self._buffered_partitions", "track_tp_end_offset", "self.perform_seek()"):
+        assert step in getmany, f"Consumer.getmany no longer has {step}"
+    # and the stream iterator skips what the feed's consumer skips, tracking what it takes
+    stream = inspect.getsource(faust.streams.Stream._py_aiter)
+    for step in ("flow_control.is_active()", "message.generation_id", "message.tracked"):
+        assert step in stream, f"Stream iteration no longer checks {step}"
+
+
+def test_a_consumer_message_still_carries_what_feed_reads_and_sets() -> None:
+    from faust.types.tuples import ConsumerMessage
+
+    assert {"tracked", "generation_id", "tp", "offset", "acked"} <= set(ConsumerMessage.__slots__)
+    assert callable(getattr(faust.App, "FlowControlQueue", None))
+    from faust.transport.consumer import CONSUMER_FETCHING
+    assert isinstance(CONSUMER_FETCHING, str)
+    from faust.transport.conductor import Conductor
+    assert callable(getattr(Conductor, "add", None))
+    assert callable(getattr(FlowControlEvent, "is_active", None))
 
 
 def test_the_hooks_tactful_names_are_there() -> None:

@@ -3,12 +3,14 @@ read and written once per key, and whose messages go out in bundles."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
 from tactful.adapters.wire import Tick, envelope, unpack_all
 from tactful.core.state import SkuState, encode_state
-from tactful.service.worker import MAX_BUNDLE_BYTES, StateCache, Unit, _by_partition
+from tactful.service.faust.feed import BatchFeed
+from tactful.service.worker import MAX_BUNDLE_BYTES, StateCache, Unit
 
 
 def _writes() -> tuple[dict[bytes, bytes], list[tuple[bytes, bytes | None]], Any]:
@@ -69,26 +71,56 @@ def test_a_key_deleted_in_the_unit_is_written_as_a_delete() -> None:
     assert log == [(b"k", None)] and table == {}
 
 
-def _event(topic: str, partition: int, offset: int) -> Any:
-    message = SimpleNamespace(topic=topic, partition=partition, offset=offset,
-                              tp=(topic, partition), timestamp=1_780_000_000.0 + offset)
-    return SimpleNamespace(message=message)
+def _record(topic: str, partition: int, offset: int) -> Any:
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset,
+                           tp=(topic, partition), timestamp=1_780_000_000.0 + offset)
 
 
-def test_a_batch_is_split_by_topic_partition_keeping_each_ones_order() -> None:
-    events = [_event("a", 0, 1), _event("b", 0, 7), _event("a", 1, 3), _event("a", 0, 2),
-              _event("b", 0, 8)]
-    groups = _by_partition(events)
-    assert [[(e.message.topic, e.message.partition, e.message.offset) for e in g]
-            for g in groups] == [[("a", 0, 1), ("a", 0, 2)], [("b", 0, 7), ("b", 0, 8)],
-                                 [("a", 1, 3)]]
+class _FlowControl:
+    def __init__(self) -> None:
+        self.managed: list[Any] = []
+
+    def manage_queue(self, queue: Any) -> None:
+        self.managed.append(queue)
+
+
+def test_a_feed_gives_what_arrived_by_topic_partition_keeping_each_ones_order() -> None:
+    flow = _FlowControl()
+    feed = BatchFeed(flow, max_batches=3)
+    assert flow.managed == [feed]  # emptied by Faust's flow control at a revocation
+    feed.put_nowait([_record("a", 0, 1)])
+    feed.put_nowait([_record("b", 0, 7), _record("b", 0, 8)])
+    assert not feed.full() and feed.room.is_set()
+    feed.put_nowait([_record("a", 0, 2)])
+    assert feed.full() and not feed.room.is_set()  # the fetch loop waits for room
+    groups = asyncio.run(feed.take(100))
+    assert [[(r.topic, r.partition, r.offset) for r in g] for g in groups] == [
+        [("a", 0, 1), ("a", 0, 2)], [("b", 0, 7), ("b", 0, 8)]]
+    assert feed.room.is_set() and not feed.batches
+
+
+def test_a_feed_hands_out_about_max_records_and_keeps_the_rest() -> None:
+    feed = BatchFeed(_FlowControl(), max_batches=8)
+    for offset in range(5):
+        feed.put_nowait([_record("a", 1, 2 * offset), _record("a", 1, 2 * offset + 1)])
+    first = asyncio.run(feed.take(3))
+    assert [r.offset for g in first for r in g] == [0, 1, 2, 3]
+    rest = asyncio.run(feed.take(100))
+    assert [r.offset for g in rest for r in g] == [4, 5, 6, 7, 8, 9]
+
+
+def test_a_cleared_feed_drops_what_waited() -> None:
+    feed = BatchFeed(_FlowControl(), max_batches=1)
+    feed.put_nowait([_record("a", 0, 1)])
+    feed.clear()  # a revocation: those records are fetched again after the seek
+    assert not feed.batches and feed.room.is_set() and not feed.ready.is_set()
 
 
 def test_messages_are_numbered_per_record_and_bundled_per_destination() -> None:
-    unit = Unit([_event("tactful.consent", 2, 40)])
-    unit.begin(_event("tactful.consent", 2, 40).message)
+    unit = Unit([_record("tactful.consent", 2, 40)])
+    unit.begin(_record("tactful.consent", 2, 40))
     first = [unit.position() for _ in range(2)]
-    unit.begin(_event("tactful.consent", 2, 41).message)
+    unit.begin(_record("tactful.consent", 2, 41))
     assert [*first, unit.position()] == [("tactful.consent:2", 40, 0),
                                          ("tactful.consent:2", 40, 1),
                                          ("tactful.consent:2", 41, 0)]

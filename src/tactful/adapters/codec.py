@@ -117,7 +117,9 @@ def decode_message(data: bytes, not_after: float = float("inf")) -> Iterator[Eve
         yield event if event.ts.timestamp() <= not_after else Rejected(FUTURE, element, index)
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string: the loop unrolled (runs of plain characters between escapes) matches
+# exactly what ``"(?:[^"\\]|\\.)*"`` does, about twice as fast on long records.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 _OPENING = re.compile(rb"[\[{]+")

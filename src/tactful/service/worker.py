@@ -86,6 +86,7 @@ from tactful.core.outputs import Cancellation
 from tactful.core.runtime import HolderIndex, TimerIndex
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.faust.app import TactfulApp, bytes_table
+from tactful.service.faust.feed import BatchFeed, Source, ack, current, track
 from tactful.service.faust.gate import (
     SourceTransactionManager,
     event_context,
@@ -257,8 +258,8 @@ class Unit:
                  "intents", "lateness", "offset", "origin", "partition", "pending", "record",
                  "tally", "topic")
 
-    def __init__(self, events: list[Any]) -> None:
-        message = events[0].message
+    def __init__(self, records: list[Any]) -> None:
+        message = records[0]
         self.topic: str = message.topic
         self.partition: int = message.partition
         self.origin = f"{self.topic}:{self.partition}"
@@ -304,20 +305,11 @@ class Unit:
         self.filled[where] += len(data)
 
 
-def _by_partition(events: list[Any]) -> list[list[Any]]:
-    """A batch's events by topic-partition, each in offset order, in order of arrival."""
-    groups: dict[Any, list[Any]] = {}
-    for event in events:
-        groups.setdefault(event.message.tp, []).append(event)
-    return list(groups.values())
-
-
 class Worker:
     """Builds the Faust app and holds what the agents share."""
 
-    # A batch: at most this many records, or what arrived within this many seconds.
-    batch_max = 500
-    batch_within = 0.005
+    # A batch: what has arrived for the agent, up to about this many records.
+    batch_max = 2000
 
     def __init__(self, settings: Settings, engine: Engine, app: TactfulApp,
                  metrics: Metrics) -> None:
@@ -419,20 +411,33 @@ class Worker:
             self.settings.topic("customer-events"), key_type=bytes, value_type=bytes,
         )
 
+        # Each agent reads its topics from a feed, a topic-partition's fetch at a time
+        # (``service.faust.feed``), not through Faust's stream; the topics are still
+        # subscribed through Faust's conductor (what iterating the stream would do), so
+        # that the group, its co-partitioned assignment and the commits stay Faust's.
+        feeds = {}
+        for agent, topics in (("sessions", session_stream), ("skus", sku_stream),
+                              ("customers", customer_stream)):
+            feed = feeds[agent] = BatchFeed(app.flow_control)
+            for name in topics.topics:
+                app.batch_feeds[name] = feed
+            app.topics.add(topics.clone(is_iterator=True))  # type: ignore[arg-type]
+        self.feeds = feeds
+
         @app.agent(session_stream, name="tactful.sessions",
                    supervisor_strategy=CrashingSupervisor)
         async def sessions_agent(stream: Any) -> None:
-            await self._batches(stream, "sessions", self.on_session_record)
+            await self._batches(feeds["sessions"], "sessions", self.on_session_record)
 
         @app.agent(sku_stream, name="tactful.skus",
                    supervisor_strategy=CrashingSupervisor)
         async def skus_agent(stream: Any) -> None:
-            await self._batches(stream, "skus", self.on_sku_record)
+            await self._batches(feeds["skus"], "skus", self.on_sku_record)
 
         @app.agent(customer_stream, name="tactful.customers",
                    supervisor_strategy=CrashingSupervisor)
         async def customers_agent(stream: Any) -> None:
-            await self._batches(stream, "customers", self.on_customer_record)
+            await self._batches(feeds["customers"], "customers", self.on_customer_record)
 
         @app.timer(interval=self.settings.tick_seconds)  # type: ignore[untyped-decorator]
         async def tick() -> None:
@@ -463,20 +468,28 @@ class Worker:
             now = clock.clock
         return msgspec.json.encode(timeline(self.engine, customer_id, st, now))
 
-    async def _batches(self, stream: Any, agent: str,
+    async def _batches(self, feed: BatchFeed, agent: str,
                        handle: Callable[[Unit, Any], Awaitable[None]]) -> None:
-        """The agent's loop: a batch of records at a time, one unit per topic-partition."""
-        async for events in stream.take_events(self.batch_max, within=self.batch_within):
+        """The agent's loop: what has arrived at a time, one unit per topic-partition."""
+        app = self.app
+        while True:
+            groups = [g for g in await feed.take(self.batch_max) if current(app, g)]
+            if not groups:
+                continue
+            consumer = app.consumer
+            for group in groups:
+                track(consumer, group)
             async with self._batch(agent):
-                for group in _by_partition(events):
+                for group in groups:
                     unit = Unit(group)
-                    with event_context(group[-1], group[0].message.offset):
-                        for event in group:
-                            unit.begin(event.message)
-                            await handle(unit, event.message)
+                    source = Source(group[-1])
+                    with event_context(source, group[0].offset):
+                        for message in group:
+                            unit.begin(message)
+                            await handle(unit, message)
                         await self._finish(unit)
-                for event in events:  # inside the barrier: a commit takes all or none
-                    await stream.ack(event)
+                for group in groups:  # inside the barrier: a commit takes all or none
+                    ack(consumer, group)
 
     @asynccontextmanager
     async def _batch(self, agent: str) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ import faust
 from faust.types import TransportT
 
 from tactful.adapters.kafka import KafkaConnection
+from tactful.service.faust.feed import BatchFeed
 from tactful.service.faust.gate import ChangelogGate, CommitBarrier, GatedTable, GatedTransport
 from tactful.service.faust.recovery import CommittedTableManager
 from tactful.service.settings import Settings, advertised_url
@@ -26,6 +27,8 @@ class TactfulApp(faust.App):
     changelog_gate: ChangelogGate | None = None
     commit_barrier: CommitBarrier | None = None
     state_transactions: StateTransactions | None = None
+    # topic name -> the feed its records go to, a topic-partition's fetch at a time
+    batch_feeds: dict[str, BatchFeed]
 
     def _new_transport(self) -> TransportT:
         return GatedTransport(self.conf.broker_consumer, self)
@@ -97,6 +100,7 @@ def create_app(settings: Settings, app_id: str | None = None, **extra: Any) -> T
         options["broker_credentials"] = credentials
     options.update(extra)
     app = TactfulApp(app_id or settings.app_id, **options)
+    app.batch_feeds = {}
     exactly_once = settings.processing_guarantee == "exactly_once"
     app.changelog_gate = ChangelogGate(flush_outputs=not exactly_once)
     if exactly_once:

@@ -63,6 +63,7 @@ from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
 from faust.types import TP, FutureMessage
 
+from tactful.service.faust.feed import drain_in_batches
 from tactful.service.state_commit import StateTransactions
 
 log = logging.getLogger("tactful.gate")
@@ -112,16 +113,14 @@ class Held:
     """A changelog record waiting at the gate, with the input records that caused it:
     those of ``source`` from ``first`` to ``offset``."""
 
-    __slots__ = ("first", "fut", "offset", "source", "table")
+    __slots__ = ("first", "fut", "offset", "slot", "source", "table")
 
     def __init__(self, table: Any, fut: FutureMessage, source: TP | None, offset: int,
                  first: int | None = None) -> None:
         self.table, self.fut, self.source, self.offset = table, fut, source, offset
         self.first = offset if first is None else first
-
-    @property
-    def slot(self) -> Slot:
-        return (id(self.table), self.fut.message.partition, self.fut.message.key)
+        # the key's place: fixed once the record is made (its partition is chosen then)
+        self.slot: Slot = (id(table), fut.message.partition, fut.message.key)
 
 
 def restore_local(table: Any, partition: int | None, key: Any, value: Any) -> None:
@@ -626,6 +625,15 @@ class GatedConsumer(Consumer):
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """The fetch loop: the topics the app has a feed for go to it a topic-partition's
+        fetch at a time (``feed``); without feeds, Faust's loop, a record at a time."""
+        feeds = getattr(self.app, "batch_feeds", None)
+        if not feeds:
+            await super()._drain_messages(fetcher)
+            return
+        await drain_in_batches(self, fetcher, feeds)
 
     async def force_commit(
         self, topics: Any = None, start_new_transaction: bool = True
