@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -102,6 +103,7 @@ class Variant:
     guarantee: str  # at_least_once | exactly_once
     shape: str  # single | batched
     workers: int
+    against: str = ""  # another checkout's src/ (``--against``): that commit's worker
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -116,14 +118,23 @@ class Variant:
     @property
     def key(self) -> str:
         g = "alo" if self.guarantee == "at_least_once" else "eos"
-        return f"tactful-{self.clock}-{g}-{self.shape}-{self.workers}"
+        base = f"tactful-{self.clock}-{g}-{self.shape}-{self.workers}"
+        return f"{base}-before" if self.against else base
 
     @property
     def label(self) -> str:
         g = "at least once" if self.guarantee == "at_least_once" else "exactly once"
         shape = "one event per message" if self.shape == "single" else "storefront batches"
         workers = "1 worker" if self.workers == 1 else f"{self.workers} workers"
-        return f"tactful worker: {self.clock} clock, {g}, {shape}, {workers}"
+        label = f"tactful worker: {self.clock} clock, {g}, {shape}, {workers}"
+        return f"{label}, at `{_commit_of(self.against)}` (before)" if self.against else label
+
+
+def _commit_of(src: str) -> str:
+    """The short commit of the checkout whose ``src/`` is ``src``."""
+    found = subprocess.run(["git", "-C", src, "rev-parse", "--short", "HEAD"], text=True,
+                           capture_output=True, check=False).stdout.strip()
+    return found or src
 
 
 OTHERS = {
@@ -224,6 +235,8 @@ async def run_tactful(v: Variant, bootstrap: str, b: Backlog, expected: dict[str
                "TACTFUL_TOPIC_PREFIX": prefix, "TACTFUL_PARTITIONS": str(PARTITIONS),
                "TACTFUL_CLOCK": v.clock, "TACTFUL_PROCESSING_GUARANTEE": v.guarantee,
                "TACTFUL_STORE": "memory://", "TACTFUL_LOG_LEVEL": "warning"}
+        if v.against:  # that checkout's tactful first on the path (editable installs)
+            env["PYTHONPATH"] = v.against
         started = time.time()
         for i in range(v.workers):
             workers.append(procs.tactful_worker(
@@ -424,6 +437,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="also py-spy the worker (wall, at least once, single) for 30 s")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds a run may take at most (default: 300 + 1 per 200 events)")
+    ap.add_argument("--against", metavar="DIR", default=None,
+                    help="also run every tactful variant from another checkout (e.g. a "
+                    "`git worktree add` of the commit before), interleaved, as VARIANT-before")
     ap.add_argument("--no-write", action="store_true",
                     help="print only (no JSON, BENCHMARKS.md untouched)")
     args = ap.parse_args(argv)
@@ -471,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     single, batches = backlog.single(path), backlog.batched(path)
     storefront = [r for r in batches.records if r.topic == "storefront"]
     variants: list[Variant] = list(dict.fromkeys(args.variants))
+    if args.against:
+        src = str(Path(args.against).resolve() / "src")
+        variants = [w for v in variants for w in (v, dataclasses.replace(v, against=src))]
     contenders = {k: v for k, v in OTHERS.items() if k not in args.skip}
     contenders |= {v.key: v.label for v in variants}
     shapes = {"single": single, "batched": batches}
