@@ -1,6 +1,6 @@
 """The whole loop on the local Kafka: storefront events → worker → intent → ``tactful
-send`` → a mail in an SMTP inbox on loopback → feedback → the worker. Too long for
-``make test`` (a worker and a sender start): ``make drills`` runs it."""
+send`` → a mail in an SMTP inbox on loopback → feedback → the worker: the mail's one-click
+unsubscribe revokes the consent, and a bounced address is not mailed again."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tactful.core.outputs import iso
 from tests.integration.harness import deployment
 from tests.integration.smtp_inbox import SmtpServer
 
-ADMIN_TOKEN = "drill-admin-token-0123456789"
+ADMIN_TOKEN = "loop-admin-token-0123456789"
 
 
 def story(now: float) -> list[dict[str, object]]:
@@ -48,7 +48,7 @@ def test_events_to_a_mail_in_the_inbox_and_its_feedback_back_to_the_worker(
         dep.extra_env.update({
             # The links lead to the worker's own public listener (harness: {port}).
             "TACTFUL_PUBLIC_URL": "http://127.0.0.1:{port}/tactful",
-            "TACTFUL_LINK_SECRET": "drill-link-secret-0123456789",
+            "TACTFUL_LINK_SECRET": "loop-link-secret-0123456789",
             "TACTFUL_ADMIN_TOKEN": ADMIN_TOKEN,
             "TACTFUL_SMTP_HOST": "127.0.0.1", "TACTFUL_SMTP_PORT": str(smtp.port),
             "TACTFUL_SMTP_TLS": "none", "TACTFUL_SMTP_FROM": "Shop <news@shop.example>",
