@@ -56,7 +56,7 @@ Guardrail = Callable[[Check], Reason | None]
 
 def verified_identity(c: Check) -> Reason | None:
     # 1. Customer state exists only for verified customers: sessions known
-    # through cookie/ip_match/device_graph never reach it (see engine).
+    # through cookie/ip_match/device_graph never reach it (see rules/session.py).
     return None
 
 
@@ -195,11 +195,15 @@ def erasure(c: Check) -> Reason | None:
 # Spec order (§4): the first that fails gives the reason. Each code is what an intent's
 # ``reasons`` lists when the guardrail passed.
 GUARDRAILS: tuple[tuple[GuardrailCode, Guardrail], ...] = (
+    # 1, 9 and 13 cannot fail here (identity, conversion and erasure are settled before
+    # a firing is judged, each noted below); they stay because every intent's reasons
+    # list them (SPEC §2): moving one would change the outputs.
+    # 1: an unbound session's firings never come here (rules/session.py).
     ("verified_identity", verified_identity),    # 1
     ("consent", consent),                        # 2
     ("topic_preferences", topic_preferences),    # 3
     ("do_not_contact", do_not_contact),          # 4
-    ("quiet_hours", quiet_hours),                # 5
+    ("quiet_hours", quiet_hours),                # 5 defers, never fails: 12 judges it
     ("frequency_cap", frequency_caps),           # 6
     ("cooldown", cooldown),                      # 7
     # 8 stays though the default policy never fails it: the email-first ladder times an
@@ -207,10 +211,12 @@ GUARDRAILS: tuple[tuple[GuardrailCode, Guardrail], ...] = (
     # that shortens that delay, or puts phone on another trigger, meets this rule, which
     # bounds every call (SPEC §4.8), whatever trigger asked for it.
     ("min_lag", min_lag),                        # 8
+    # 9: a purchase or an emptied cart cancels the pending triggers at once (storefront.py).
     ("conversion_exit", conversion),             # 9
     ("gift_exclusion", gifts),                   # 10
     ("sensitive_category", sensitive_category),  # 11
     ("staleness", staleness),                    # 12
+    # 13: erasure deletes the customer's state, so no firing is left to judge.
     ("erasure", erasure),                        # 13
 )
 
