@@ -2,8 +2,8 @@
 
     python -m tactful.compile build/compiled      # then PYTHONPATH=build/compiled
 
-The compiled modules are the pure core's decision path (``COMPILED``): the engine, its
-guardrails and quiet hours, and the replay runtime. The modules that define msgspec
+The compiled modules are the pure core's decision path (``COMPILED``): the engine and its
+rules, the guardrails and quiet hours, and the replay runtime. The modules that define msgspec
 Structs (events, state, messages, outputs) stay Python: compiled, a Struct loses what
 msgspec reads from its class (``omit_defaults`` would write ``"links": null``), and the
 outputs would no longer be byte-identical. tests/e2e/test_compiled_core.py checks that
@@ -17,8 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-COMPILED = ("core/engine.py", "core/guardrails.py", "core/quiet_hours.py", "core/pipeline.py",
-            "core/runtime.py")
+COMPILED = ("core/engine.py", "core/rules/customer.py", "core/rules/decisions.py",
+            "core/rules/delivery.py", "core/rules/erasure.py", "core/rules/session.py",
+            "core/rules/sku.py", "core/rules/storefront.py", "core/rules/triggers.py",
+            "core/guardrails.py", "core/quiet_hours.py", "core/pipeline.py", "core/runtime.py")
 
 
 def compile_core(target: Path) -> Path:
