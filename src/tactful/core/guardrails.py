@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tactful.core.jurisdictions import cap_reached, next_contact, rule_for
-from tactful.core.outputs import GuardrailCode, Reason
+from tactful.core.outputs import GuardrailCode, Reason, TriggerKind
 from tactful.core.policy import FrequencyCap, Policy
 from tactful.core.state import CustomerState, Sent
 
@@ -29,7 +29,7 @@ from tactful.core.state import CustomerState, Sent
 class Firing:
     """A trigger that is due now, before the guardrails judge it."""
 
-    kind: str
+    kind: TriggerKind
     target: str  # cart (session id) or sku: the cooldown key
     items: list[tuple[str, int, float, list[str]]]  # (sku, qty, price, categories)
     event_ids: list[str]

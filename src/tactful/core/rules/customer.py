@@ -34,6 +34,7 @@ from tactful.core.rules.erasure import admits, admitted, erase_customer, revived
 from tactful.core.rules.sku import on_signal
 from tactful.core.rules.storefront import activity, holds, index
 from tactful.core.rules.triggers import (
+    TRIGGERS,
     armed_by,
     could_fire,
     disarm,
@@ -209,7 +210,7 @@ def _withdraw(
     """Consent ended or a sender said stop: cancel waiting intents and hopeless triggers."""
     withdraw_sent(st, lambda s: s.channel in channels, reason, t, event_id, out)
     for _, kind, target in sorted(pending(st)):
-        if any(_usable(st, ch, t) for ch in policy.triggers[kind].channels):
+        if any(_usable(st, ch, t) for ch in TRIGGERS[kind].channels(policy)):
             continue
         ids = armed_by(st, kind, target)
         disarm(st, kind, target)
@@ -230,7 +231,7 @@ def _adopt(policy: Policy, st: CustomerState, msg: AdoptSession, out: Outbox) ->
     _note_session(st, msg.session_id)
     for event_id in msg.absorbed:
         first_time(policy, st.seen, event_id, msg.at)
-    assist_delay = policy.triggers["assist_offer"].delay
+    assist_delay = TRIGGERS["assist_offer"].delay(policy)
     for sid, cart in msg.carts.items():
         for sku in cart.lines:
             if not holds(st, sku):
@@ -253,7 +254,7 @@ def _adopt(policy: Policy, st: CustomerState, msg: AdoptSession, out: Outbox) ->
             mine.last_activity = cart.last_activity
             mine.last_event_id = cart.last_event_id
         touch(policy, mine, True, mine.last_event_id, mine.last_activity)
-    browse_delay = policy.triggers["browse_abandonment"].delay
+    browse_delay = TRIGGERS["browse_abandonment"].delay(policy)
     cutoff = msg.at - policy.browse_view_window
     for pid, views in msg.views.items():
         prior = st.views.get(pid)

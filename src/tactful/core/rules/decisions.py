@@ -4,7 +4,6 @@ whichever input or timer made it fire, emit or end."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import cast
 
 from tactful.core.guardrails import Check, Firing, judge
 from tactful.core.links import LinkSigner
@@ -23,7 +22,7 @@ from tactful.core.outputs import (
 )
 from tactful.core.policy import Policy
 from tactful.core.rules.delivery import Outbox
-from tactful.core.rules.triggers import Holder, sensitive
+from tactful.core.rules.triggers import TRIGGERS, Holder, sensitive
 from tactful.core.state import CustomerState, Sent
 
 
@@ -32,12 +31,12 @@ def decide(
     out: Outbox,
 ) -> None:
     """Run the guardrails channel by channel; emit on the first that passes."""
-    trigger = policy.triggers[firing.kind]
+    trigger = TRIGGERS[firing.kind]
     items = [i for i in firing.items if not sensitive(policy, st, i[3])]
     check = Check(policy, st, firing, now, items)
     start = max(firing.created_at, now)
     reason: Reason = "no_channel"
-    for channel in trigger.channels:
+    for channel in trigger.channels(policy):
         check.channel = channel
         check.send_after = start
         failed = judge(check)
@@ -56,7 +55,6 @@ def _emit(
     out: Outbox,
 ) -> None:
     firing = check.firing
-    trigger = policy.triggers[firing.kind]
     channel = check.channel
     intent_id = stable_id(
         "int", firing.kind, st.customer_id, firing.target, firing.created_at, channel,
@@ -77,8 +75,8 @@ def _emit(
         created_at=created,
         send_after=iso(check.send_after),
         send_before=iso(firing.created_at + policy.validity),
-        topic=trigger.topic,
-        reasons=[cast(TriggerKind, firing.kind), *check.passed],  # a kind of KINDS
+        topic=TRIGGERS[firing.kind].topic(policy),
+        reasons=[firing.kind, *check.passed],
         consent=ConsentRef(channel, iso(grant.at), grant.source),
         policy_version=policy.version,
         links=signed,
@@ -100,7 +98,7 @@ def record(
     out: Outbox,
     customer_id: str | None,
     session_id: str | None,
-    kind: str,
+    kind: TriggerKind,
     channel: str | None,
     outcome: Outcome,
     reason: Reason | None,
@@ -129,7 +127,7 @@ def record(
 def cancel_pending(
     st: Holder,
     customer: CustomerState | None,
-    kind: str,
+    kind: TriggerKind,
     trigger_ids: Iterable[str],
     reason: Reason,
     t: float,

@@ -13,7 +13,7 @@ from tactful.core.rules.decisions import record
 from tactful.core.rules.delivery import CUSTOMER, Outbox, first_time
 from tactful.core.rules.erasure import admitted, erase_session, revived
 from tactful.core.rules.storefront import activity
-from tactful.core.rules.triggers import due, pending, take_firing, tidy_views
+from tactful.core.rules.triggers import TRIGGERS, due, pending, take_firing, tidy_views
 from tactful.core.state import SessionState
 
 _NOT_FORWARDED = (PageView, Logout)
@@ -89,5 +89,5 @@ def _fire_unverified(
     firing = take_firing(policy, st, kind, target, at)
     if firing is None:
         return
-    reason: Reason = "unverified_identity" if policy.triggers[kind].channels else "no_channel"
+    reason: Reason = "unverified_identity" if TRIGGERS[kind].channels(policy) else "no_channel"
     record(out, None, st.session_id, kind, None, "suppressed", reason, at, firing.event_ids)

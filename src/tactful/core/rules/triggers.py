@@ -53,6 +53,10 @@ class Trigger:
     def topic(self, policy: Policy) -> str:
         return policy.triggers[self.kind].topic
 
+    def delay(self, policy: Policy) -> float:
+        """How long after the activity that armed it a timed trigger is due."""
+        return policy.triggers[self.kind].delay
+
 
 _CART_ACTIVITY = "cart_add, cart_remove, checkout_started or purchase in the cart's session"
 
@@ -112,9 +116,9 @@ def touch(policy: Policy, cart: Cart, verified: bool, event_id: str, t: float) -
     if t >= cart.last_activity:
         cart.last_activity = t
         cart.last_event_id = event_id
-    cart.abandoned_due = cart.last_activity + policy.triggers["abandoned_cart"].delay
+    cart.abandoned_due = cart.last_activity + TRIGGERS["abandoned_cart"].delay(policy)
     cart.assist_due = (
-        cart.last_activity + policy.triggers["assist_offer"].delay if verified else None
+        cart.last_activity + TRIGGERS["assist_offer"].delay(policy) if verified else None
     )
 
 
@@ -138,7 +142,7 @@ def view(policy: Policy, st: Holder, ev: ProductView, sid: str, t: float) -> Non
         prune_views(views, t - policy.browse_view_window)
         if len(views.times) < policy.browse_min_views:
             return
-    views.due = max(views.times) + policy.triggers["browse_abandonment"].delay
+    views.due = max(views.times) + TRIGGERS["browse_abandonment"].delay(policy)
 
 
 def prune_views(views: Views, cutoff: float) -> None:
@@ -189,7 +193,7 @@ def arm_follow_up(policy: Policy, st: Holder, ev: Purchase, t: float) -> None:
             line.categories = list(known)
     follow_up.event_ids.append(ev.event_id)
     follow_up.last_purchase = max(follow_up.last_purchase, t)
-    follow_up.due = follow_up.last_purchase + policy.triggers["post_purchase"].delay
+    follow_up.due = follow_up.last_purchase + TRIGGERS["post_purchase"].delay(policy)
 
 
 # ------------------------------------------------------------------ pending
