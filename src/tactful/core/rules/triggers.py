@@ -88,7 +88,7 @@ TRIGGERS: dict[TriggerKind, Trigger] = {
     "price_drop": Trigger(
         "price_drop", "sku",
         arms="a cart_add: the customer holds the sku in a cart, at the line's price",
-        fires="price_change: a new low price, min_drop below the line's price",
+        fires="price_change: below the sku's last price and min_drop below the line's",
         signal="price_change"),
     "post_purchase": Trigger(
         "post_purchase", "order",
