@@ -21,9 +21,9 @@ import pytest
 
 from tests.drills.pii import ids_of, leaks, metric_labels
 from tests.drills.results import record
-from tests.integration.test_sender_full_loop import story
 from tests.integration.conftest import KAFKA_SH
 from tests.integration.harness import deployment
+from tests.integration.test_sender_full_loop import story
 
 USER, PASSWORD = "tactful", "drill-scram-secret-42"
 
