@@ -81,6 +81,7 @@ def test_an_overridden_or_called_method_keeps_its_parameters(
 # (class, attributes its methods set on instances, which tactful reads or clears)
 INSTANCE_ATTRIBUTES = [
     (Consumer, ["_acked", "_acked_index", "_gap", "_read_offset", "_unacked_messages",
+                "_committed_offset",
                 "_commit_every", "_n_acked", "_buffered_partitions", "flow_active",
                 "suspend_flow", "can_resume_flow"]),
     (MemoryStore, ["data", "_key_partition"]),

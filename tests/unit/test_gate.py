@@ -535,6 +535,7 @@ def _consumer(monkeypatch: pytest.MonkeyPatch, committed: list[dict[TP, int]]) -
                                    state_transactions=Transactions(), plain_commits=[])
     consumer._acked, consumer._acked_index = defaultdict(list), defaultdict(set)
     consumer._gap = defaultdict(list)
+    consumer.processed = {}
     consumer.assignment = lambda: {TP("in", 0), TP("in", 1)}
     return consumer
 

@@ -7,9 +7,12 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
+
 from tactful.adapters.wire import Tick, envelope, unpack_all
 from tactful.core.state import SkuState, encode_state
-from tactful.service.faust.feed import BatchFeed
+from tactful.service.faust.feed import BatchFeed, ack, new_records
+from tactful.service.faust.gate import GatedConsumer
 from tactful.service.worker import MAX_BUNDLE_BYTES, StateCache, Unit
 
 
@@ -134,3 +137,45 @@ def test_messages_are_numbered_per_record_and_bundled_per_destination() -> None:
                for chunks in unit.bundles.values() for chunk in chunks)
     from tactful.adapters.wire import bundle
     assert len(unpack_all(bundle(unit.bundles[("t", 0)][0]))) == 2
+
+
+def test_a_fetch_notes_the_gap_after_a_record_at_offset_0() -> None:
+    # A partition written in transactions: one record at 0, its commit marker at 1.
+    # Without the gap the commit would stop at 1 while 2 and 3 are processed (and,
+    # exactly-once, committed in the transaction with their outputs).
+    unread, gaps, last = new_records([_record("a", 0, 0), _record("a", 0, 2)], None)
+    assert [r.offset for r in unread] == [0, 2] and gaps == [(1, 2)] and last == 2
+    unread, gaps, last = new_records([_record("a", 0, 4), _record("a", 0, 5)], 2)
+    assert [r.offset for r in unread] == [4, 5] and gaps == [(3, 4)] and last == 5
+
+
+def test_a_fetch_skips_what_was_read_and_a_seek_position_is_no_gap() -> None:
+    # After a seek Faust's read offset is the committed one, the next to read.
+    unread, gaps, last = new_records([_record("a", 0, o) for o in (6, 7, 8)], 7)
+    assert [r.offset for r in unread] == [7, 8] and gaps == [] and last == 8
+    unread, gaps, last = new_records([_record("a", 0, 8)], 7)  # 7: a marker
+    assert [r.offset for r in unread] == [8] and gaps == [] and last == 8
+    assert new_records([_record("a", 0, 3)], 5) == ([], [], 5)
+
+
+def test_acking_a_batch_notes_the_offset_after_its_last_record() -> None:
+    acked: list[int] = []
+    consumer = SimpleNamespace(ack=lambda m: acked.append(m.offset), processed={})
+    ack(consumer, [_record("a", 0, 4), _record("a", 0, 5)])
+    assert acked == [4, 5] and consumer.processed == {("a", 0): 6}
+    ack(consumer, [_record("a", 0, 2)])  # an earlier one (never lowers it)
+    assert consumer.processed == {("a", 0): 6}
+
+
+def test_exactly_once_commits_what_was_processed_of_the_partitions_kept() -> None:
+    kept, leaving, gone = TP("a", 0), TP("a", 1), TP("a", 2)
+    consumer = SimpleNamespace(
+        assignment=lambda: {kept, leaving}, revoking=frozenset({leaving}),
+        processed={kept: 10, leaving: 5, gone: 7, TP("b", 0): 3},
+        _committed_offset={kept: 3, TP("b", 0): 3})
+    # Faust's acks stopped at 4 (a gap it did not see, a repeated ack): 10 is committed;
+    # nothing of a partition being revoked or no longer assigned; never back, nor again.
+    assert GatedConsumer._processed_offsets(consumer, {kept: 4}) == {kept: 10}
+    assert GatedConsumer._processed_offsets(consumer, {}) == {kept: 10}
+    consumer._committed_offset[kept] = 10
+    assert GatedConsumer._processed_offsets(consumer, {}) == {}

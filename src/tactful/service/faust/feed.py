@@ -118,10 +118,42 @@ def track(consumer: Any, batch: list[Any]) -> None:
 
 
 def ack(consumer: Any, batch: list[Any]) -> None:
-    """The records are processed: their offsets may be committed."""
+    """The records are processed: their offsets may be committed. The consumer's
+    ``processed`` (if it keeps one) notes the offset after the last of them: the
+    exactly-once commit commits that, not what Faust's acks add up to."""
     consumer_ack = consumer.ack
     for message in batch:
         consumer_ack(message)
+    processed: dict[Any, int] | None = getattr(consumer, "processed", None)
+    if processed is not None:
+        last = batch[-1]
+        tp = last.tp
+        if last.offset >= processed.get(tp, 0):
+            processed[tp] = last.offset + 1
+
+
+def new_records(fetched: list[Any], last: int | None
+                ) -> tuple[list[Any], list[tuple[int, int]], int | None]:
+    """The records of a fetch not read yet (offset at or after ``last``, the offset
+    read last), the gaps between them and ``last`` (offsets a commit steps over:
+    transaction markers, aborted records; ``(start, end)`` as Faust's ``_add_gap``
+    takes them) and the offset read last after them.
+
+    Faust's loop registers a gap only after a record at an offset other than 0
+    (``if r_offset``): a partition written in transactions whose first transaction
+    held one record (offset 0, its marker at 1) then has acks 0, 2, 3 … and its commit
+    stops at 1 for a commit interval. Exactly-once, the records sent meanwhile are in
+    the transaction that commits offset 1: after a crash, they are written again."""
+    unread = []
+    gaps = []
+    for record in fetched:
+        offset = record.offset
+        if last is None or offset >= last:
+            if last is not None and offset - last > 1:
+                gaps.append((last + 1, offset))
+            unread.append(record)
+            last = offset
+    return unread, gaps, last
 
 
 async def drain_in_batches(consumer: Any, fetcher: Any, feeds: Mapping[str, BatchFeed]) -> None:
@@ -179,26 +211,23 @@ async def drain_in_batches(consumer: Any, fetcher: Any, feeds: Mapping[str, Batc
                                                       consumer.suspend_flow.wait())
                             read_offset[tp] = offset
                     continue
-                last = read_offset[tp]
-                batch = []
-                for record in fetched:
-                    offset = record.offset
-                    if last is None or offset >= last:
-                        if last and offset - last > 1:
-                            await consumer._add_gap(tp, last + 1, offset)
-                        batch.append(to_message(tp, record))
-                        last = offset
-                if not batch:
+                unread, gaps, last = new_records(fetched, read_offset[tp])
+                if not unread:
                     continue
+                for start, end in gaps:
+                    await consumer._add_gap(tp, start, end)
                 if commit_every is not None and consumer._n_acked >= commit_every:
                     consumer._n_acked = 0
                     await consumer.commit()
                 if feed.full():
                     await consumer.wait_first(feed.room.wait(), consumer.suspend_flow.wait())
-                    if (not consumer.flow_active or consumer.should_stop
-                            or app.consumer_generation_id != generation):
-                        break
-                feed.put_nowait(batch)
+                # Each await above lets a rebalance in: a fetch of an earlier generation
+                # must neither reach the feed nor move the read offset past what the
+                # seek to the committed offsets fetches again.
+                if (not consumer.flow_active or consumer.should_stop
+                        or app.consumer_generation_id != generation):
+                    break
+                feed.put_nowait([to_message(tp, record) for record in unread])
                 read_offset[tp] = last
             consumer.diag.unset_flag(CONSUMER_FETCHING)
     except consumer.consumer_stopped_errors:
