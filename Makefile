@@ -66,7 +66,7 @@ integration: install prometheus-tools browser-tools
 	addr=$$(KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
 	trap 'KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
 	echo "integration tests on Kafka at $$addr"; \
-	env -u TACTFUL_BOOTSTRAP KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest $(PYTEST_FLAGS) tests/integration
+	env -u TACTFUL_BOOTSTRAP KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest $(PYTEST_FLAGS) --durations=20 tests/integration
 
 test: lint unit integration
 

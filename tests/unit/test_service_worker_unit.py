@@ -167,7 +167,7 @@ def test_acking_a_batch_notes_the_offset_after_its_last_record() -> None:
     assert consumer.processed == {("a", 0): 6}
 
 
-def test_exactly_once_commits_what_was_processed_of_the_partitions_kept() -> None:
+def test_a_commit_takes_what_was_processed_of_the_partitions_kept() -> None:
     kept, leaving, gone = TP("a", 0), TP("a", 1), TP("a", 2)
     consumer = SimpleNamespace(
         assignment=lambda: {kept, leaving}, revoking=frozenset({leaving}),

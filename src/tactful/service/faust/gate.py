@@ -589,10 +589,11 @@ class GatedConsumer(Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # topic-partition -> the offset after the last input processed in this
-        # assignment (``feed.ack``). Exactly-once commits these: a transaction holds the
-        # outputs of every input processed since the last commit (the commit runs
-        # between batches), so its offsets must cover them all, whatever Faust's acks
-        # (with their gaps and repeats) add up to.
+        # assignment (``feed.ack``). A commit takes these (the gate then holds back
+        # what may not go yet), whatever Faust's acks add up to: a gap it did not see
+        # or an offset acked twice stops its count short. Exactly-once that commits
+        # outputs of inputs whose offsets stay behind (the transaction holds all that
+        # was sent since the last commit); at least once it keeps their state waiting.
         self.processed: dict[TP, int] = {}
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
@@ -664,7 +665,7 @@ class GatedConsumer(Consumer):
             offsets = {tp: o for tp, o in offsets.items() if tp not in self.revoking}
             if not offsets:
                 return False
-        if self.app.in_transaction and self.processed:
+        if self.processed:
             offsets = self._processed_offsets(offsets)
         gate: ChangelogGate | None = getattr(self.app, "changelog_gate", None)
         held_back: dict[TP, tuple[int, int]] = {}
@@ -707,7 +708,7 @@ class GatedConsumer(Consumer):
         return committed
 
     def _processed_offsets(self, offsets: Mapping[TP, int]) -> dict[TP, int]:
-        """Exactly-once: the offsets Faust would commit, raised to the inputs processed
+        """The offsets Faust would commit, raised to the inputs processed
         (``processed``) of the partitions assigned and not being revoked; never lower
         than what was committed."""
         assignment = self.assignment()
