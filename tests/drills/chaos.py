@@ -108,6 +108,14 @@ def counts(dep: Deployment, events: Path, until: str) -> dict[str, object]:
         "decisions_lost": len(expected_decisions - set(decisions)),
         "decisions_not_in_replay": len(set(decisions) - expected_decisions),
         "decision_duplicates": len(decisions) - len(set(decisions)),
+        # a few of each difference, to tell a decision late from one that differs
+        "samples": {
+            "intents_lost": sorted(x.decode() for x in lost)[:3],
+            "records_not_in_replay": sorted(x.decode() for x in got - expected)[:3],
+            "decisions_lost": sorted(x.decode() for x in expected_decisions - set(decisions))[:3],
+            "decisions_not_in_replay": sorted(
+                x.decode() for x in set(decisions) - expected_decisions)[:3],
+        },
     }
 
 

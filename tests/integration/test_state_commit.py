@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.types import TP
 
 from tactful.adapters.topics import TopicSpec, ensure_topics
-from tactful.service.faust.recovery import last_committed_offsets
+from tactful.service.faust.recovery import committed_highwaters, last_committed_offsets
 from tactful.service.state_commit import StateCommitFailed, StateTransactions
 
 
@@ -207,6 +207,18 @@ async def test_recovery_ends_on_the_last_committed_record_not_on_a_marker(
         assert await last_committed_offsets(consumer, {empty: 0}) == {empty: -1}
     finally:
         await consumer.stop()
+    # A consumer that has fetched nothing: the end offsets come from the broker (Faust,
+    # exactly-once, takes them from fetch responses and has none for such a partition).
+    fresh = AIOKafkaConsumer(bootstrap_servers=setup.bootstrap,
+                             isolation_level="read_committed", enable_auto_commit=False)
+    await fresh.start()
+    try:
+        fresh.assign([TopicPartition(tp.topic, 0)])
+        assert fresh.last_stable_offset(TopicPartition(tp.topic, 0)) is None  # not fetched
+        assert await committed_highwaters(fresh, {tp, TP(setup.source, 0)}) == {
+            tp: 1, TP(setup.source, 0): -1}
+    finally:
+        await fresh.stop()
 
 
 async def test_a_failed_send_aborts_the_transaction_and_the_next_commit_goes_through(

@@ -65,20 +65,35 @@ async def last_committed_offsets(
     return found
 
 
+async def committed_highwaters(consumer: Any, tps: set[TP]) -> dict[TP, int]:
+    """For each partition, the offset of its last committed record (-1: none), from
+    the broker: its end offset for ``read_committed`` (the last stable offset, asked
+    with ListOffsets), then ``last_committed_offsets``. ``consumer`` as there."""
+    parts = {tp: TopicPartition(tp.topic, tp.partition) for tp in tps}
+    ends = await consumer.end_offsets(list(parts.values()))
+    return await last_committed_offsets(consumer, {tp: int(ends[parts[tp]]) for tp in tps})
+
+
 class CommittedRecovery(Recovery):
-    """Faust's recovery, with highwaters that are the last committed records."""
+    """Faust's recovery, with highwaters that are the last committed records.
+
+    Under exactly-once Faust takes a changelog partition's highwater from the last
+    stable offset the worker's consumer saw in a fetch response, which it does not
+    have for a partition it has not fetched yet (a worker just started): the highwater
+    is then -1 and the partition is not recovered at all (the tables start empty, and a
+    stream clock starts again from nothing: no timer fires). Here every highwater
+    comes from the broker."""
 
     async def _build_highwaters(
         self, consumer: Any, tps: Any, destination: Any, title: str
     ) -> None:
         await super()._build_highwaters(consumer, tps, destination, title)
-        ends = {tp: hw + 1 for tp, hw in destination.items() if hw is not None and hw >= 0}
-        if not ends:
+        if not destination:
             return
-        for tp, offset in (await self._last_committed(ends)).items():
+        for tp, offset in (await self._last_committed(set(destination))).items():
             destination[tp] = offset  # a Counter: update() would add
 
-    async def _last_committed(self, ends: Mapping[TP, int]) -> dict[TP, int]:
+    async def _last_committed(self, tps: set[TP]) -> dict[TP, int]:
         app = self.app
         conf = app.conf
         transport: Any = app.transport
@@ -93,7 +108,7 @@ class CommittedRecovery(Recovery):
         )
         await probe.start()
         try:
-            return await asyncio.wait_for(last_committed_offsets(probe, ends),
+            return await asyncio.wait_for(committed_highwaters(probe, tps),
                                           timeout=conf.broker_request_timeout)
         finally:
             await probe.stop()
