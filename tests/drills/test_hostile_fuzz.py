@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.drills.pii import ids_of, leaks, metric_labels
 from tests.drills.results import record
+from tests.input_contract import KNOWN_TYPES, REQUIRED, TOPIC_KEY
 from tests.integration.harness import deployment, replay
 
 UNTIL = "2026-06-30T00:00:00Z"
@@ -41,30 +42,6 @@ RECORDS = int(os.environ.get("TACTFUL_DRILL_FUZZ_RECORDS", "400"))
 EVENTS = int(os.environ.get("TACTFUL_DRILL_FUZZ_EVENTS", "3000"))
 ADMIN_TOKEN = "drill-admin-token-0123456789"
 
-# SPEC §1: the topic and the key field of each type.
-STOREFRONT = ("page_view", "product_view", "cart_add", "cart_remove", "checkout_started",
-              "purchase", "login", "logout")
-TOPIC_KEY = {
-    **{t: ("storefront", "session_id") for t in STOREFRONT},
-    **{t: ("inventory", "sku") for t in ("stock_level", "price_change")},
-    **{t: ("consent", "customer_id") for t in ("consent_granted", "consent_revoked",
-                                               "preferences_set", "erase_requested")},
-    **{t: ("feedback", "customer_id") for t in ("delivered", "opened", "clicked", "bounced",
-                                                "complained", "unsubscribed",
-                                                "do_not_contact")},
-}
-# Fields SPEC §1 requires of each type, beside event_id, type and ts.
-REQUIRED = {
-    **{t: ("session_id",) for t in STOREFRONT},
-    "cart_add": ("session_id", "sku", "price", "qty"), "purchase": ("session_id", "items"),
-    "stock_level": ("sku", "available"), "price_change": ("sku", "price"),
-    "consent_granted": ("customer_id", "channel"), "consent_revoked": ("customer_id", "channel"),
-    "preferences_set": ("customer_id",), "erase_requested": ("customer_id",),
-    **{t: ("customer_id", "channel") for t in ("delivered", "opened", "clicked", "bounced",
-                                               "complained", "unsubscribed")},
-    "do_not_contact": ("customer_id",),
-}
-KNOWN_TYPES = set(TOPIC_KEY)
 
 
 @dataclass
