@@ -28,6 +28,12 @@ HOSTILE: list[tuple[str, bytes, list[tuple[str, bytes]], str]] = [
     ("consent", b'{"event_id": "h-3", "type": "consent_granted", "ts": "2030-01-01T00:00:00Z",'
                 b' "customer_id": "cust-ana", "channel": "email", "source": "x"}', [],
      "future_timestamp"),
+    # Another topic's types (found by the atheris fuzzer: the worker stopped on them).
+    ("storefront", STOCK % (4, b"1"), [],
+     "unknown type for topic storefront: stock_level belongs on topic inventory"),
+    ("consent", b'{"event_id": "h-5", "type": "page_view", "ts": "2026-05-01T00:00:00Z",'
+                b' "session_id": "sess-h"}', [],
+     "unknown type for topic consent: page_view belongs on topic storefront"),
 ]
 
 

@@ -25,6 +25,8 @@ from tactful.core.errors import BadEvent
 from tactful.core.events import (
     TEXT_FIELDS,
     TEXT_SINGLE_FIELDS,
+    TOPIC_TYPES,
+    TYPE_TOPIC,
     AnyEvent,
     ConsentGranted,
     ConsentRevoked,
@@ -76,10 +78,14 @@ def _decode_event(data: bytes) -> Event:
 FUTURE = "future_timestamp: ts lies further ahead of the processing clock than max_future_skew"
 
 
-def decode_message(data: bytes, not_after: float = float("inf")) -> Iterator[Event | Rejected]:
+def decode_message(data: bytes, not_after: float = float("inf"),
+                   topic: str | None = None) -> Iterator[Event | Rejected]:
     """A Kafka message value: one event, or an array of them in order. An event stamped
     later than ``not_after`` (the processing clock plus the policy's skew bound) is
-    rejected as ``future_timestamp``."""
+    rejected as ``future_timestamp``. Read from an input ``topic`` (its short name), an
+    event of a type another topic carries is rejected (``unknown type``): the worker
+    places each event by its topic's key field, which another topic's types lack."""
+    allowed = None if topic is None else _TOPIC_CLASSES[topic]
     try:
         check_shape(data)
     except BadEvent as exc:
@@ -91,7 +97,7 @@ def decode_message(data: bytes, not_after: float = float("inf")) -> Iterator[Eve
         except BadEvent as exc:
             yield Rejected(exc.reason, data)
             return
-        yield event if event.ts.timestamp() <= not_after else Rejected(FUTURE, data)
+        yield _admit(event, data, None, not_after, topic, allowed)
         return
     try:
         elements = _many.decode(data)
@@ -114,7 +120,20 @@ def decode_message(data: bytes, not_after: float = float("inf")) -> Iterator[Eve
         except BadEvent as exc:
             yield Rejected(exc.reason, element, index)
             continue
-        yield event if event.ts.timestamp() <= not_after else Rejected(FUTURE, element, index)
+        yield _admit(event, element, index, not_after, topic, allowed)
+
+
+_TOPIC_CLASSES = {topic: frozenset(classes) for topic, classes in TOPIC_TYPES.items()}
+
+
+def _admit(event: Event, original: bytes, index: int | None, not_after: float,
+           topic: str | None, allowed: frozenset[type[Event]] | None) -> Event | Rejected:
+    if allowed is not None and type(event) not in allowed:
+        kind = str(event.__struct_config__.tag)
+        reason = (f"unknown type for topic {topic}: {kind} belongs on topic "
+                  f"{TYPE_TOPIC[kind]} - at `$.type`")
+        return Rejected(reason, original, index)
+    return event if event.ts.timestamp() <= not_after else Rejected(FUTURE, original, index)
 
 
 # A JSON string: the loop unrolled (runs of plain characters between escapes) matches

@@ -669,7 +669,7 @@ class Worker:
         key = message.key
         # One hash per record when the producer placed it by its key, as tactful does.
         keyed = None if key is None else partition_of(key, self.partitions)
-        for index, item in enumerate(decode_message(value, not_after)):
+        for index, item in enumerate(decode_message(value, not_after, short)):
             if isinstance(item, Rejected):
                 await self.dead_letter(message, item)
                 continue
