@@ -13,13 +13,14 @@ BENCH_KAFKA_PORT ?= 39492
 BENCH_COMPARE_FLAGS ?=
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install prometheus-tools browser-tools lint unit integration test drills compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
+.PHONY: help install prometheus-tools browser-tools lint unit integration test drills fuzz compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
 	@echo "make test   install, lint, type-check, unit + property + scenario tests, integration tests on a real Kafka"
 	@echo "make drills  long reliability drills on the local Kafka (some document known gaps)"
 	@echo "make explore  property tests on fresh random examples (5,000 each)"
+	@echo "make fuzz   coverage-guided fuzzing (atheris) of the input codec, FUZZ_SECONDS per topic"
 	@echo "make compiled  the engine compiled with mypyc into build/compiled (PYTHONPATH=build/compiled)"
 	@echo "make bench  replay throughput (writes BENCHMARKS.md)"
 	@echo "make bench-worker  worker throughput on the local Kafka (writes BENCHMARKS.md)"
@@ -36,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench fuzz
 	$(VENV)/bin/mypy --strict src
 
 schemas: install
@@ -71,12 +72,37 @@ integration: install prometheus-tools browser-tools
 test: lint unit integration
 
 # Drills too long for `make test`, or not yet passing (README, "Known gap (worker)");
-# each writes its counts to .cache/drills/ (RELIABILITY.md).
+# each writes its counts to .cache/drills/ (RELIABILITY.md). A short fuzzing run first.
 drills: install
+	$(MAKE) fuzz FUZZ_SECONDS=20
 	@set -e; \
 	addr=$$(KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
 	trap 'KAFKA_PORT=$(TEST_KAFKA_PORT) bash $(KAFKA) stop' EXIT; \
 	env -u TACTFUL_BOOTSTRAP KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest $(PYTEST_FLAGS) -s tests/drills
+
+# Coverage-guided fuzzing (fuzz/input_records.py) of each input topic's records for
+# FUZZ_SECONDS, one process (FUZZ_FLAGS adds libFuzzer flags). The corpus grows in
+# .cache/fuzz/TOPIC from the seeds in fuzz/corpus/TOPIC; a crash stops the run and its
+# input is written to .cache/fuzz/TOPIC-crash-*. atheris is installed when missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TOPICS ?= storefront inventory consent feedback
+FUZZ_FLAGS ?=
+fuzz: install
+	@$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install --quiet -e '.[dev,rocksdb,fuzz]'
+	@set -e; \
+	for topic in $(FUZZ_TOPICS); do \
+		mkdir -p .cache/fuzz/$$topic; \
+		echo "fuzz: $$topic for $(FUZZ_SECONDS) s"; \
+		if ! $(PY) -m fuzz.input_records $$topic -dict=fuzz/input.dict \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=.cache/fuzz/$$topic- $(FUZZ_FLAGS) \
+			.cache/fuzz/$$topic fuzz/corpus/$$topic >.cache/fuzz/$$topic.log 2>&1; then \
+			tail -n 40 .cache/fuzz/$$topic.log; \
+			echo "fuzz: $$topic: a finding, its input in .cache/fuzz/$$topic-*" >&2; exit 1; \
+		fi; \
+		grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|peak_rss_mb)' \
+			.cache/fuzz/$$topic.log; \
+	done
 
 explore: install
 	TACTFUL_PROPERTY_EXPLORE=1 $(PY) -m pytest $(PYTEST_FLAGS) -n 2 tests/property
