@@ -71,7 +71,7 @@ integration: install prometheus-tools browser-tools
 
 test: lint unit integration
 
-# Drills too long for `make test`, or not yet passing (README, "Known gap (worker)");
+# Drills too long for `make test`, or of a known gap (README, "Known gaps (worker)");
 # each writes its counts to .cache/drills/ (RELIABILITY.md). A short fuzzing run first.
 drills: install
 	$(MAKE) fuzz FUZZ_SECONDS=20

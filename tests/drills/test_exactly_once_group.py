@@ -1,8 +1,7 @@
-"""Drills too long, or not yet passing, for ``make test``: ``make drills`` runs them.
-
-The exactly_once group drill is the known gap of README ("Known gap (worker)"): it
-fails today, and stays here, failing, until the worker drives its transactions itself.
-"""
+"""The exactly_once group drill (``make drills``): a second worker joins a busy
+exactly_once group and leaves it. It failed (stalled) until the commits took the
+offsets of every input processed (RELIABILITY.md, failure 7); one passing run is not
+yet proof enough for README to drop the gap ("Known gaps (worker)")."""
 
 from __future__ import annotations
 
