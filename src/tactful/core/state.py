@@ -101,6 +101,9 @@ class SessionState(Struct, gc=False, omit_defaults=True):
     carts: dict[str, Cart] = {}
     views: dict[str, Views] = {}
     follow_up: FollowUp | None = None  # a purchase made before the session was bound
+    # The events the last adoption handed to the customer (in its carts and views): a
+    # repeat of one is not passed on, the customer has it already.
+    absorbed: list[str] = []
     # Back after an erasure (as CustomerState): earlier inputs and repeats stay out.
     erased_at: float | None = None
     erased_seen: frozenset[str] = frozenset()

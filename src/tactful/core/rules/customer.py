@@ -270,10 +270,15 @@ def _adopt(policy: Policy, st: CustomerState, msg: AdoptSession, out: Outbox) ->
         if prior is None:
             st.views[pid] = views
             continue
-        merged = sorted(zip(
-            prior.times + views.times, prior.event_ids + views.event_ids,
-            prior.sessions + views.sessions, strict=True,
-        ))
+        # A view the customer has already (a repeat the bound session passed on, which
+        # the worker may apply before the adoption: it carries the view's own time)
+        # counts once.
+        known = set(prior.event_ids)
+        merged = sorted([
+            *zip(prior.times, prior.event_ids, prior.sessions, strict=True),
+            *((t, e, s) for t, e, s in zip(views.times, views.event_ids, views.sessions,
+                                           strict=True) if e not in known),
+        ])
         prior.times = [m[0] for m in merged]
         prior.event_ids = [m[1] for m in merged]
         prior.sessions = [m[2] for m in merged]

@@ -39,7 +39,11 @@ def _on_session(
         # A repeat changes nothing here, but a bound session passes it on again: after a
         # crash the first forward may be the part that was lost. The customer side
         # drops it if it did arrive (it deduplicates by event_id too).
-        if st.customer_id is not None and not isinstance(ev, _NOT_FORWARDED):
+        # One the adoption carried is not: the customer, reached by the repeat before
+        # the adoption (the worker orders them by time, the repeat has the original's),
+        # would count it twice, once from each.
+        if (st.customer_id is not None and not isinstance(ev, _NOT_FORWARDED)
+                and ev.event_id not in st.absorbed):
             fact = SessionFact(st.customer_id, st.session_id, ev)
             out.internal.append((CUSTOMER, st.customer_id, fact))
         return st
@@ -55,6 +59,7 @@ def _on_session(
             st.bound.append(verified)
         if st.carts or st.views:
             absorbed = [e for e in st.seen if e != ev.event_id]
+            st.absorbed = absorbed
             adopt = AdoptSession(verified, st.session_id, st.carts, st.views, t, absorbed)
             out.internal.append((CUSTOMER, verified, adopt))
             st.carts = {}
@@ -78,6 +83,8 @@ def advance_session(
     for at, kind, target in due(st, now):
         _fire_unverified(policy, st, kind, target, at, out)
     tidy_views(policy, st, now)
+    if st.absorbed:
+        st.absorbed = [e for e in st.absorbed if e in st.seen]  # a later repeat is new
     if now >= st.last_seen + policy.session_ttl and not pending(st):
         return None
     return st
