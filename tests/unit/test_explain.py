@@ -16,6 +16,7 @@ from tactful.core.explain import (
     DecisionLine,
     Input,
     PendingTrigger,
+    RegionCapLine,
     Timeline,
     render,
     timeline,
@@ -129,7 +130,7 @@ def test_the_timeline_is_plain_json() -> None:
     # Every key, always (an empty list rather than a missing key).
     assert set(doc) == {"customer_id", "as_of", "known", "inputs", "decisions", "pending",
                         "consent", "do_not_contact", "bounced", "preferences", "caps",
-                        "sent"}
+                        "region_caps", "sent"}
     assert doc["decisions"][0]["outcome"] == "emitted"
 
 
@@ -144,3 +145,31 @@ def test_render_reads_as_a_timeline() -> None:
     assert lines[i + 1].startswith(decided)
     assert f"  {z(48.2)}  assist_offer (sess-1)" in lines
     assert "  1/1 in 16h (all channels)" in lines
+
+
+def test_the_caps_of_the_customers_region_are_shown_with_what_counts_against_them() -> None:
+    # Florida (default policy): sms and phone together, at most 3 in 24 h on one topic.
+    s = Story()
+    s.prefs(0, region="US-FL", timezone="America/New_York")
+    s.consent(0, "sms")
+    s.login(0.1)
+    s.add(0.2, sku="sku-1", price=20.0)
+    s.until(5)
+    [cart] = s.intents("abandoned_cart")
+    assert cart.channel == "sms"
+    caps = _timeline(s, 5).region_caps
+    topics = sorted({t.topic for t in s.pipeline.engine.policy.triggers.values()
+                     if {"sms", "phone"} & set(t.channels)})
+    assert [c.topic for c in caps] == topics  # one line per topic the cap counts apart
+    counted = {c.topic: c.used for c in caps}
+    assert counted.pop(cart.topic) == 1 and set(counted.values()) == {0}
+    assert caps[0] == RegionCapLine("US-FL", ["phone", "sms"], 86400.0, 3, caps[0].topic,
+                                    caps[0].used)
+    assert f"  1/3 in 1d (phone, sms, topic {cart.topic})" in render(_timeline(s, 5))
+    assert "region caps (US-FL):" in render(_timeline(s, 5))
+    assert _timeline(s.until(30), 30).region_caps[topics.index(cart.topic)].used == 0
+
+
+def test_no_region_no_region_caps() -> None:
+    t = _timeline(_cart_story().until(5), 5)
+    assert t.region_caps == [] and "region caps" not in render(t)

@@ -15,6 +15,7 @@ from msgspec import Struct
 
 from tactful.core.engine import Engine
 from tactful.core.guardrails import cap_usage
+from tactful.core.jurisdictions import cap_used, rule_for
 from tactful.core.outputs import iso
 from tactful.core.state import CustomerState
 
@@ -54,6 +55,18 @@ class CapLine(Struct, frozen=True):
     used: int
 
 
+class RegionCapLine(Struct, frozen=True):
+    """A cap of the customer's region (SPEC §4.5): intents on ``channels`` counted
+    together, of ``topic`` only when the cap counts per topic."""
+
+    region: str  # the rule's region (the most specific one for the customer's)
+    channels: list[str]
+    window_seconds: float
+    max: int
+    topic: str | None  # None: every topic counts
+    used: int
+
+
 class SentLine(Struct, frozen=True):
     intent_id: str
     kind: str
@@ -83,6 +96,7 @@ class Timeline(Struct, frozen=True):
     bounced: dict[str, str] = {}  # channel -> until when a bounce holds it back
     preferences: Preferences | None = None
     caps: list[CapLine] = []
+    region_caps: list[RegionCapLine] = []
     sent: list[SentLine] = []  # intents still counted by a cap, cooldown or the ladder
 
 
@@ -116,9 +130,31 @@ def timeline(engine: Engine, customer_id: str, st: CustomerState | None, now: fl
                                 st.region),
         caps=[CapLine(cap.channel, cap.window, cap.max, cap_usage(cap, st.sent, now))
               for cap in engine.policy.frequency_caps],
+        region_caps=_region_caps(engine, st, now),
         sent=[SentLine(s.intent_id, s.kind, s.channel, iso(s.created_at), iso(s.send_after),
                        s.cancelled) for s in st.sent],
     )
+
+
+def _region_caps(engine: Engine, st: CustomerState, now: float) -> list[RegionCapLine]:
+    """The caps of the customer's region at ``now``; a cap per topic, once per topic
+    of a trigger that may use one of its channels."""
+    policy = engine.policy
+    rule = rule_for(st.region, policy.jurisdictions.rules)
+    if rule is None:
+        return []
+    topic_of = {kind: trigger.topic for kind, trigger in policy.triggers.items()}
+    lines = []
+    for cap in rule.caps:
+        channels = sorted(cap.channels)
+        topics: list[str | None] = [None]
+        if cap.same_topic:
+            topics = [*sorted({t.topic for t in policy.triggers.values()
+                               if cap.channels & set(t.channels)})]
+        lines += [RegionCapLine(rule.region, channels, cap.window, cap.max, topic,
+                                cap_used(cap, st.sent, now, topic_of, topic))
+                  for topic in topics]
+    return lines
 
 
 def render(t: Timeline) -> str:
@@ -176,6 +212,12 @@ def render(t: Timeline) -> str:
     for cap in t.caps:
         scope = cap.channel or "all channels"
         lines.append(f"  {cap.used}/{cap.max} in {_duration(cap.window_seconds)} ({scope})")
+    if t.region_caps:
+        lines.append(f"region caps ({t.region_caps[0].region}):")
+    for line in t.region_caps:
+        about = "" if line.topic is None else f", topic {line.topic}"
+        lines.append(f"  {line.used}/{line.max} in {_duration(line.window_seconds)}"
+                     f" ({', '.join(line.channels)}{about})")
     return "\n".join(lines) + "\n"
 
 

@@ -386,18 +386,20 @@ def cap_reached(
     if rule is None:
         return False
     sent = list(sent)
-    for cap in rule.caps:
-        if channel not in cap.channels:
-            continue
-        since = now - cap.window
-        used = sum(
-            1 for s in sent
-            if not s.cancelled and s.channel in cap.channels and since < s.created_at <= now
-            and (not cap.same_topic or topic_of.get(s.kind) == topic)
-        )
-        if used >= cap.max:
-            return True
-    return False
+    return any(channel in cap.channels and cap_used(cap, sent, now, topic_of, topic) >= cap.max
+               for cap in rule.caps)
+
+
+def cap_used(cap: RegionCap, sent: Iterable[SentLike], now: float,
+             topic_of: Mapping[str, str], topic: str | None = None) -> int:
+    """How many emitted, not cancelled intents on ``cap``'s channels, created in
+    ``(now - window, now]``, count against it (of ``topic`` when it is per topic)."""
+    since = now - cap.window
+    return sum(
+        1 for s in sent
+        if not s.cancelled and s.channel in cap.channels and since < s.created_at <= now
+        and (not cap.same_topic or topic_of.get(s.kind) == topic)
+    )
 
 
 # ------------------------------------------------------------------- the policy file
