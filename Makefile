@@ -18,7 +18,7 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
 	@echo "make test   install, lint, type-check, unit + property + scenario tests, integration tests on a real Kafka"
-	@echo "make drills  long reliability drills on the local Kafka (some document known gaps)"
+	@echo "make drills  long reliability drills on the local Kafka (RELIABILITY.md)"
 	@echo "make explore  property tests on fresh random examples (5,000 each)"
 	@echo "make fuzz   coverage-guided fuzzing (atheris) of the input codec, FUZZ_SECONDS per topic"
 	@echo "make compiled  the engine compiled with mypyc into build/compiled (PYTHONPATH=build/compiled)"
@@ -71,7 +71,7 @@ integration: install prometheus-tools browser-tools
 
 test: lint unit integration
 
-# Drills too long for `make test`, or of a known gap (README, "Known gaps (worker)");
+# Drills too long for `make test` (README, "Reliability drills");
 # each writes its counts to .cache/drills/ (RELIABILITY.md). A short fuzzing run first.
 drills: install
 	$(MAKE) fuzz FUZZ_SECONDS=20
