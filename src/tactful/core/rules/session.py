@@ -37,11 +37,11 @@ def _on_session(
         st = SessionState(ev.session_id)
     if not first_time(policy, st.seen, ev.event_id, t):
         # A repeat changes nothing here, but a bound session passes it on again: after a
-        # crash the first forward may be the part that was lost. The customer side
-        # drops it if it did arrive (it deduplicates by event_id too).
-        # One the adoption carried is not: the customer, reached by the repeat before
-        # the adoption (the worker orders them by time, the repeat has the original's),
-        # would count it twice, once from each.
+        # crash the first forward may be the part that was lost, and the customer side
+        # drops it if it did arrive (it deduplicates by event_id too). Not a repeat of
+        # an event the adoption carried: the worker orders a customer's inputs by time,
+        # the repeat has the original's, and it would count before the adoption and
+        # again with it.
         if (st.customer_id is not None and not isinstance(ev, _NOT_FORWARDED)
                 and ev.event_id not in st.absorbed):
             fact = SessionFact(st.customer_id, st.session_id, ev)

@@ -119,8 +119,8 @@ def track(consumer: Any, batch: list[Any]) -> None:
 
 def ack(consumer: Any, batch: list[Any]) -> None:
     """The records are processed: their offsets may be committed. The consumer's
-    ``processed`` (if it keeps one) notes the offset after the last of them: the
-    exactly-once commit commits that, not what Faust's acks add up to."""
+    ``processed`` (if it keeps one) notes the offset after the last of them: a commit
+    takes that, not what Faust's acks add up to (``GatedConsumer.processed``)."""
     consumer_ack = consumer.ack
     for message in batch:
         consumer_ack(message)

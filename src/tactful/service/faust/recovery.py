@@ -81,16 +81,22 @@ class CommittedRecovery(Recovery):
     stable offset the worker's consumer saw in a fetch response, which it does not
     have for a partition it has not fetched yet (a worker just started): the highwater
     is then -1 and the partition is not recovered at all (the tables start empty, and a
-    stream clock starts again from nothing: no timer fires). Here every highwater
-    comes from the broker."""
+    stream clock starts again from nothing: no timer fires). There every highwater
+    comes from the broker; at least once Faust asks the broker for the end offsets
+    itself, and only the partitions with records need looking at (no probe at the
+    start of a new deployment)."""
 
     async def _build_highwaters(
         self, consumer: Any, tps: Any, destination: Any, title: str
     ) -> None:
         await super()._build_highwaters(consumer, tps, destination, title)
-        if not destination:
+        if self.app.in_transaction:
+            todo = set(destination)
+        else:
+            todo = {tp for tp, hw in destination.items() if hw is not None and hw >= 0}
+        if not todo:
             return
-        for tp, offset in (await self._last_committed(set(destination))).items():
+        for tp, offset in (await self._last_committed(todo)).items():
             destination[tp] = offset  # a Counter: update() would add
 
     async def _last_committed(self, tps: set[TP]) -> dict[TP, int]:
