@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.types import TP
 
 from tactful.adapters.topics import TopicSpec, ensure_topics
+from tactful.service.faust.gate import seek_to_committed
 from tactful.service.faust.recovery import committed_highwaters, last_committed_offsets
 from tactful.service.state_commit import StateCommitFailed, StateTransactions
 
@@ -238,3 +239,47 @@ async def test_a_failed_send_aborts_the_transaction_and_the_next_commit_goes_thr
         setup.committed_records, [(2, b"again")])]
     assert keys == [b"again"]  # "first" went with the aborted transaction
     assert await eventually(setup.group_offset, 31) == 31
+
+
+async def test_an_input_partition_without_a_committed_offset_is_fetched_again_from_0(
+        setup: Setup) -> None:
+    # What Faust's seek after recovery must do for records the fetch loop dropped
+    # (fetched while the flow was stopped): fetch them again. aiokafka's own
+    # ``seek_to_committed`` leaves a partition without an offset above 0 where it is.
+    producer = AIOKafkaProducer(bootstrap_servers=setup.bootstrap)
+    await producer.start()
+    try:
+        for topic in (setup.source, setup.changelog):
+            for n in range(5):
+                await producer.send_and_wait(topic, f"{n}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    source, changelog = TopicPartition(setup.source, 0), TopicPartition(setup.changelog, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=setup.bootstrap, group_id=setup.group,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([source, changelog])
+        fetched = 0
+        while fetched < 10:  # both partitions read to their end: positions at 5
+            batch = await consumer.getmany(timeout_ms=1000)
+            fetched += sum(len(records) for records in batch.values())
+        assert [await consumer.position(tp) for tp in (source, changelog)] == [5, 5]
+
+        assert await seek_to_committed(consumer, [setup.source]) == {
+            source: None, changelog: None}
+        # The input from its first record again; the changelog is Faust's to place.
+        assert [await consumer.position(tp) for tp in (source, changelog)] == [0, 5]
+        again = await consumer.getmany(source, timeout_ms=5000)
+        assert [r.value for r in again[source]][:1] == [b"0"]
+
+        await consumer.commit({source: 0})  # committed 0: aiokafka would not seek it
+        await consumer.seek_to_end(source)
+        await seek_to_committed(consumer, [setup.source])
+        assert await consumer.position(source) == 0
+
+        await consumer.commit({source: 3})
+        await seek_to_committed(consumer, [setup.source])
+        assert await consumer.position(source) == 3
+    finally:
+        await consumer.stop()

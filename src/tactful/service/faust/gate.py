@@ -760,9 +760,47 @@ class GatedConsumer(Consumer):
         return done
 
 
+async def seek_to_committed(consumer: Any, inputs: Iterable[str],
+                            reset: str = "earliest") -> dict[Any, int | None]:
+    """Seek every assigned partition to its committed offset, as aiokafka's
+    ``seek_to_committed`` does, and each input partition with no offset above 0 too.
+
+    aiokafka seeks only a partition whose committed offset is above 0: one with none
+    (a new group, or a partition no one has committed yet) or with 0 keeps its fetch
+    position. Faust seeks after the stream partitions are resumed (end of recovery)
+    and a fetch loop drops what it fetched while the flow was stopped, relying on that
+    seek to fetch it again: such a partition's first records were dropped and never
+    fetched again (seen: the first ~1,000 records of two storefront partitions of a
+    worker whose recovery ended after the backlog arrived). Here such an input
+    partition goes to offset 0, or to where ``reset`` (the consumer's
+    ``auto_offset_reset``) puts a partition without an offset. Other partitions (the
+    changelogs, whose positions Faust's recovery sets) are left where they are."""
+    committed: dict[Any, int | None] = await consumer.seek_to_committed()
+    names = set(inputs)
+    for tp, offset in committed.items():
+        if tp.topic not in names or (offset is not None and offset > 0):
+            continue
+        if offset == 0:
+            consumer.seek(tp, 0)
+        elif reset == "latest":
+            await consumer.seek_to_end(tp)
+        else:
+            await consumer.seek_to_beginning(tp)
+    return committed
+
+
 class ReadCommittedConsumerThread(AIOKafkaConsumerThread):
     """The worker's consumer reads with ``read_committed``: the tables are restored
-    from committed state transactions only (an aborted one left by a crash is not)."""
+    from committed state transactions only (an aborted one left by a crash is not).
+    Its ``seek_to_committed`` also seeks the input partitions without a committed
+    offset (:func:`seek_to_committed`)."""
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        app = self.consumer.app
+        inputs = getattr(app, "batch_feeds", None) or ()
+        reset = app.conf.consumer_auto_offset_reset
+        return await self.call_thread(  # type: ignore[no-any-return]
+            seek_to_committed, self._ensure_consumer(), tuple(inputs), reset)
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = self.consumer
