@@ -148,12 +148,13 @@ def test_a_worker_of_a_real_cluster_needs_an_erasure_key() -> None:
     assert result.stderr.count(b"\n") == 1 and b"TACTFUL_ERASURE_KEY" in result.stderr
 
 
-def _run(args: list[str], **env_vars: str) -> subprocess.CompletedProcess[bytes]:
+def _run(args: list[str], cwd: Path | None = None,
+         **env_vars: str) -> subprocess.CompletedProcess[bytes]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TACTFUL_")}
     env.update(env_vars)
-    return subprocess.run([sys.executable, "-m", "tactful.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "tactful.cli", *args], env=env, cwd=cwd,
                           capture_output=True, timeout=120, check=False)
 
 
@@ -337,6 +338,35 @@ def test_diff_shows_what_a_policy_change_does_to_every_decision(tmp_path: Path) 
     ana = [x for x in replayed.stdout.splitlines() if b'"cust-ana"' in x]
     assert replayed.returncode == 0, replayed.stderr
     assert ana == [line.replace(b',"only":"A"}', b"}")]
+
+
+def test_the_readme_diff_example_is_what_its_files_give() -> None:
+    # README's `tactful diff` example, run as quoted from the repository root: the
+    # printed block is the README's, line for line (written from the story: the
+    # email-only shopper loses her reminder, the push-only one keeps his).
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("$ tactful diff examples/diff/events.jsonl")
+    block = readme[start:readme.index("```", start)].splitlines()
+    command = (block[0] + block[1]).replace("\\", " ").split()[2:]
+    result = _run(command, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == block[2:]
+
+
+def test_the_diff_example_policy_is_the_default_with_its_change_only() -> None:
+    # examples/diff/no-cart-email.toml is default.toml with three lines changed: a
+    # change of the default must be carried over to it.
+    default = (ROOT / "src" / "tactful" / "policy" / "default.toml").read_text().splitlines()
+    example = (ROOT / "examples" / "diff" / "no-cart-email.toml").read_text().splitlines()
+    assert len(example) == len(default)
+    changed = [(a, b) for a, b in zip(default, example, strict=True) if a != b]
+    assert changed == [
+        ('version = "2026.11-default"', 'version = "2026.12-no-cart-email"'),
+        ('channels = ["email", "push", "sms"]',
+         'channels = ["push", "sms"]  # changed: no cart reminder by email'),
+        ('channels = ["phone"]',
+         'channels = []  # changed: no call, which follows an email reminder'),
+    ]
 
 
 def test_diff_of_a_policy_with_itself_changes_nothing(tmp_path: Path) -> None:
