@@ -34,7 +34,7 @@ import itertools
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,9 +254,9 @@ class Unit:
     goes out at the end in one record per destination partition (``wire.bundle``), what
     they change is written once per key, and they are acked together."""
 
-    __slots__ = ("appended", "bundles", "caches", "clocks", "decisions", "filled", "index",
-                 "intents", "lateness", "offset", "origin", "partition", "pending", "record",
-                 "tally", "topic")
+    __slots__ = ("appended", "bundles", "caches", "clocks", "dead", "decisions", "filled",
+                 "index", "intents", "lateness", "offset", "origin", "partition", "pending",
+                 "record", "tally", "topic")
 
     def __init__(self, records: list[Any]) -> None:
         message = records[0]
@@ -268,6 +268,7 @@ class Unit:
         self.index = 0
         self.intents: list[tuple[bytes, bytes]] = []
         self.decisions: list[tuple[bytes, bytes]] = []
+        self.dead: list[tuple[bytes | None, bytes]] = []  # dead letters, sent with the rest
         # (topic, partition) -> envelopes, each list a bundle of at most MAX_BUNDLE_BYTES
         self.bundles: dict[tuple[str, int], list[list[bytes]]] = {}
         self.filled: dict[tuple[str, int], int] = {}  # bytes in each one's last bundle
@@ -469,7 +470,7 @@ class Worker:
         return msgspec.json.encode(timeline(self.engine, customer_id, st, now))
 
     async def _batches(self, feed: BatchFeed, agent: str,
-                       handle: Callable[[Unit, Any], Awaitable[None]]) -> None:
+                       handle: Callable[[Unit, Any], None]) -> None:
         """The agent's loop: what has arrived at a time, one unit per topic-partition."""
         app = self.app
         while True:
@@ -486,7 +487,7 @@ class Worker:
                     with event_context(source, group[0].offset):
                         for message in group:
                             unit.begin(message)
-                            await handle(unit, message)
+                            handle(unit, message)
                         await self._finish(unit)
                 for group in groups:  # inside the barrier: a commit takes all or none
                     ack(consumer, group)
@@ -633,6 +634,8 @@ class Worker:
         for (scope, p), clock in u.clocks.items():
             self._save_clock(scope, p, clock)
         intents, decisions = self.topics["intents"], self.topics["decisions"]
+        for key, value in u.dead:
+            await self.topics["deadletter"].send(key=key, value=value)
         for key, value in u.intents:
             await intents.send(key=key, value=value)
         for key, value in u.decisions:
@@ -644,7 +647,7 @@ class Worker:
         latency = None if u.appended is None else time.time() - u.appended
         self.metrics.add(u.tally, latency, u.lateness)
 
-    async def _inputs(self, message: Any, u: Unit
+    def _inputs(self, message: Any, u: Unit
                       ) -> tuple[float | None, list[tuple[Event, float, str]]]:
         """An input-topic record: its clock marker's time, or its valid events with their
         time and sequence (``LINE`` or ``LINE.INDEX``); bad elements are dead-lettered."""
@@ -652,14 +655,14 @@ class Worker:
         try:
             headers = decode_headers(message.headers)
         except BadEvent as exc:
-            await self.dead_letter(message, Rejected(exc.reason, value))
+            self.dead_letter(u, message, Rejected(exc.reason, value))
             return None, []
         # Future timestamps are bounded by the wall clock whatever moves the timers: no
         # real event comes from the future, and a backfill's gaps are no sign of one.
         not_after = time.time() + self.engine.policy.max_future_skew
         if headers.clock is not None:
             if headers.clock > not_after:  # a marker too would fire every timer early
-                await self.dead_letter(message, Rejected(FUTURE, value))
+                self.dead_letter(u, message, Rejected(FUTURE, value))
                 return None, []
             return headers.clock, []
         seq = headers.seq
@@ -671,7 +674,7 @@ class Worker:
         keyed = None if key is None else partition_of(key, self.partitions)
         for index, item in enumerate(decode_message(value, not_after, short)):
             if isinstance(item, Rejected):
-                await self.dead_letter(message, item)
+                self.dead_letter(u, message, item)
                 continue
             item_seq = f"{seq}.{index}" if seq and index else seq
             t = item.ts.timestamp()
@@ -714,7 +717,7 @@ class Worker:
             log.warning("dropped an undecodable internal message", extra={"topic": message.topic})
             return []
 
-    async def _poisoned(self, scope: str, item: object, exc: Exception, u: Unit) -> None:
+    def _poisoned(self, scope: str, item: object, exc: Exception, u: Unit) -> None:
         """An input the engine failed on (a bug met by this input, a poison pill): it is
         dead-lettered as ``processing_error`` and the worker goes on. Its key keeps the
         state of its last good step (``StateCache.rollback``), and the step's outputs are
@@ -726,12 +729,13 @@ class Worker:
         original = (msgspec.json.encode(item) if isinstance(item, Event)
                     else msgspec.msgpack.encode(item))
         rejected = Rejected(f"processing_error: {type(exc).__name__}", original)
-        await self.dead_letter(u.record, rejected)
+        self.dead_letter(u, u.record, rejected)
 
-    async def dead_letter(self, message: Any, rejected: Rejected) -> None:
+    def dead_letter(self, u: Unit, message: Any, rejected: Rejected) -> None:
+        """Dead-lettered with the unit's outputs (``_finish``), so before its offsets."""
         self.metrics.dead_letters.labels(dead_letter_code(rejected.reason)).inc()
         record = dead_letter(rejected, message.topic, message.partition, message.offset)
-        await self.topics["deadletter"].send(key=message.key, value=record)
+        u.dead.append((message.key, record))
 
     def _watermark(self, source: str, ts: float, u: Unit) -> None:
         """To every customer partition, behind what the unit sent there before it."""
@@ -829,7 +833,7 @@ class Worker:
 
     # --------------------------------------------------------------- timers
 
-    async def _fire_due(self, scope: str, p: int, now: float, u: Unit) -> None:
+    def _fire_due(self, scope: str, p: int, now: float, u: Unit) -> None:
         """Move the partition's clock to ``now`` and advance every key due by then."""
         clock = self._clock(scope, p)
         clock.clock = max(clock.clock, now)
@@ -863,13 +867,13 @@ class Worker:
 
     # ------------------------------------------------------------- sessions
 
-    async def on_session_record(self, u: Unit, message: Any) -> None:
+    def on_session_record(self, u: Unit, message: Any) -> None:
         p = message.partition
         if message.topic == self.names["storefront"]:
-            marker, events = await self._inputs(message, u)
+            marker, events = self._inputs(message, u)
             if marker is not None:
                 if self.stream_clock:
-                    await self._fire_due(SESSION, p, marker, u)
+                    self._fire_due(SESSION, p, marker, u)
                     # Saved with the unit: a new owner after a rebalance must not lose it.
                     clock = u.clocks[(SESSION, p)] = self._clock(SESSION, p)
                     self._watermark(f"session:{p}", clock.clock, u)
@@ -877,8 +881,8 @@ class Worker:
             for item, t, item_seq in events:
                 assert isinstance(item, StorefrontEvent)
                 if self.stream_clock:
-                    await self._fire_due(SESSION, p, t, u)
-                await self._apply_session(p, item.session_id, item, t, item_seq, u)
+                    self._fire_due(SESSION, p, t, u)
+                self._apply_session(p, item.session_id, item, t, item_seq, u)
             return
         for env in self._envelopes(message):
             body = env.body
@@ -888,17 +892,17 @@ class Worker:
                     self._watermark(f"session:{p}", clock.clock, u)
                     u.clocks[(SESSION, p)] = clock
                 else:
-                    await self._fire_due(SESSION, p, body.now, u)
+                    self._fire_due(SESSION, p, body.now, u)
             elif isinstance(body, EraseSession) and self._first_delivery(SESSION, p, env, u):
-                await self._apply_session(p, body.session_id, body, env.ts, env.seq, u)
+                self._apply_session(p, body.session_id, body, env.ts, env.seq, u)
             elif isinstance(body, Forwarded):
                 event = self._forwarded(SESSION, p, env, u)
                 if isinstance(event, StorefrontEvent):
                     if self.stream_clock:
-                        await self._fire_due(SESSION, p, env.ts, u)
-                    await self._apply_session(p, event.session_id, event, env.ts, env.seq, u)
+                        self._fire_due(SESSION, p, env.ts, u)
+                    self._apply_session(p, event.session_id, event, env.ts, env.seq, u)
 
-    async def _apply_session(self, p: int, key: str, msg: Any, t: float, seq: str,
+    def _apply_session(self, p: int, key: str, msg: Any, t: float, seq: str,
                              u: Unit) -> None:
         cache = self._cache(u, SESSION)
         timers = self._timers(SESSION, p)
@@ -909,7 +913,7 @@ class Worker:
             kept = self.engine.on_session(state, msg, t, out, mark)
         except Exception as exc:  # the engine is pure: its error is this input's
             cache.rollback(key)
-            await self._poisoned(SESSION, msg, exc, u)
+            self._poisoned(SESSION, msg, exc, u)
             return
         self._collect(out, t, seq, u)
         cache.save(key, kept)
@@ -921,10 +925,10 @@ class Worker:
 
     # ----------------------------------------------------------------- skus
 
-    async def on_sku_record(self, u: Unit, message: Any) -> None:
+    def on_sku_record(self, u: Unit, message: Any) -> None:
         p = message.partition
         if message.topic == self.names["inventory"]:
-            marker, events = await self._inputs(message, u)
+            marker, events = self._inputs(message, u)
             if marker is not None:
                 if self.stream_clock:
                     clock = u.clocks[("sku", p)] = self._clock("sku", p)
@@ -933,18 +937,18 @@ class Worker:
                 return
             for item, t, item_seq in events:
                 assert isinstance(item, StockLevel | PriceChange)
-                await self._apply_sku(p, item, t, item_seq, u)
+                self._apply_sku(p, item, t, item_seq, u)
             return
         for env in self._envelopes(message):
             if isinstance(env.body, Forwarded):
                 event = self._forwarded("sku", p, env, u)
                 if isinstance(event, StockLevel | PriceChange):
-                    await self._apply_sku(p, event, env.ts, env.seq, u)
+                    self._apply_sku(p, event, env.ts, env.seq, u)
             elif isinstance(env.body, Tick) and self.stream_clock:
                 clock = u.clocks[("sku", p)] = self._clock("sku", p)
                 self._watermark(f"sku:{p}", clock.clock, u)
 
-    async def _apply_sku(self, p: int, item: StockLevel | PriceChange, t: float,
+    def _apply_sku(self, p: int, item: StockLevel | PriceChange, t: float,
                          seq: str, u: Unit) -> None:
         clock = self._clock("sku", p)
         clock.clock = max(clock.clock, t)
@@ -955,25 +959,25 @@ class Worker:
             kept = self.engine.on_sku(state, item, t, out)
         except Exception as exc:  # the engine is pure: its error is this input's
             cache.rollback(item.sku)
-            await self._poisoned("skus", item, exc, u)
+            self._poisoned("skus", item, exc, u)
             return
         self._collect(out, t, seq, u)
         cache.save(item.sku, kept)
 
     # ------------------------------------------------------------ customers
 
-    async def on_customer_record(self, u: Unit, message: Any) -> None:
+    def on_customer_record(self, u: Unit, message: Any) -> None:
         p = message.partition
         items: list[tuple[float, str, object]] = []
         raws: list[bytes] = []  # what the pending table keeps of each item
         if message.topic != self.names["customer-events"]:
-            marker, events = await self._inputs(message, u)
+            marker, events = self._inputs(message, u)
             source = f"{message.topic.rsplit('.', 1)[-1]}:{p}"
             if marker is not None:
                 if self.stream_clock:
                     clock = u.clocks[(CUSTOMER, p)] = self._clock(CUSTOMER, p)
                     clock.sources[source] = max(clock.sources.get(source, NEG_INF), marker)
-                    await self._release(p, u)
+                    self._release(p, u)
                 return
             for item, t, item_seq in events:
                 assert isinstance(item, CustomerEvent)
@@ -989,35 +993,35 @@ class Worker:
                     if self.stream_clock:
                         u.clocks[(CUSTOMER, p)] = self._clock(CUSTOMER, p)
                     else:
-                        await self._customer_time(p, body.now, u)
+                        self._customer_time(p, body.now, u)
                 elif isinstance(body, Watermark):
                     if self.stream_clock:
                         clock = self._clock(CUSTOMER, p)
                         clock.sources[body.source] = max(
                             clock.sources.get(body.source, NEG_INF), body.ts)
-                        await self._release(p, u)
+                        self._release(p, u)
                 elif isinstance(body, Forwarded):
                     event = self._forwarded(CUSTOMER, p, env, u)
                     if isinstance(event, CustomerEvent):
-                        await self._customer_input(p, env.ts, env.seq, event,
+                        self._customer_input(p, env.ts, env.seq, event,
                                                    b"e" + body.event, index, u)
                 elif self._first_delivery(CUSTOMER, p, env, u):
                     # (a repeat is dropped: its first delivery was taken, or waits, here)
-                    await self._customer_input(p, env.ts, env.seq, body,
+                    self._customer_input(p, env.ts, env.seq, body,
                                                b"w" + envelope(env.ts, env.seq, body), index, u)
             return
         for index, ((t, seq, entry), raw) in enumerate(zip(items, raws, strict=True)):
-            await self._customer_input(p, t, seq, entry, raw, index, u, release=False)
+            self._customer_input(p, t, seq, entry, raw, index, u, release=False)
         if self.stream_clock and items:
-            await self._release(p, u)  # once every item of the record waits
+            self._release(p, u)  # once every item of the record waits
 
-    async def _customer_input(self, p: int, t: float, seq: str, entry: object, raw: bytes,
+    def _customer_input(self, p: int, t: float, seq: str, entry: object, raw: bytes,
                               index: int, u: Unit, *, release: bool = True) -> None:
         """Apply a customer-side input now (wall clock), or once the watermark has
         passed it (stream clock: kept until then in ``pending``, under its record's
         coordinates, so a redelivery while it waits is not kept twice)."""
         if not self.stream_clock:
-            await self._apply_customer(p, entry, t, seq, u)
+            self._apply_customer(p, entry, t, seq, u)
             return
         clock = self._clock(CUSTOMER, p)
         short = u.topic.rsplit(".", 1)[-1]
@@ -1027,7 +1031,7 @@ class Worker:
         u.pending[key] = msgspec.msgpack.encode((t, seq, raw))
         self._buffer(clock, Pending(t, seq_key(seq), next(self._order), entry, key))
         if release:
-            await self._release(p, u)
+            self._release(p, u)
 
     @staticmethod
     def _buffer(clock: PartitionClock, pending: Pending) -> None:
@@ -1054,34 +1058,34 @@ class Worker:
         get = clock.sources.get
         return min(get(name, NEG_INF) for name in names)
 
-    async def _release(self, p: int, u: Unit) -> None:
+    def _release(self, p: int, u: Unit) -> None:
         """Apply, in (time, sequence) order, every buffered input the watermark has passed."""
         clock = self._clock(CUSTOMER, p)
         u.clocks[(CUSTOMER, p)] = clock
         mark = self._watermark_of(p, clock)
         while clock.buffer and clock.buffer[0][0] <= mark:
             _, _, _, pending = heapq.heappop(clock.buffer)
-            await self._customer_time(p, pending.ts, u)
-            await self._apply_customer(p, pending.item, pending.ts, "", u)
+            self._customer_time(p, pending.ts, u)
+            self._apply_customer(p, pending.item, pending.ts, "", u)
             clock.buffered.discard(pending.key)
             if u.pending.pop(pending.key, None) is None:
                 u.pending[pending.key] = None  # written by an earlier unit: delete it
         if mark > NEG_INF:
-            await self._customer_time(p, mark, u)
+            self._customer_time(p, mark, u)
 
-    async def _customer_time(self, p: int, now: float, u: Unit) -> None:
-        await self._fire_due(CUSTOMER, p, now, u)
+    def _customer_time(self, p: int, now: float, u: Unit) -> None:
+        self._fire_due(CUSTOMER, p, now, u)
 
-    async def _apply_customer(self, p: int, item: object, t: float, seq: str,
+    def _apply_customer(self, p: int, item: object, t: float, seq: str,
                               u: Unit) -> None:
         if isinstance(item, SkuSignal):
             for holder in self._holders(p).holders(item.sku):
-                await self._customer_message(p, holder, item, t, seq, u)
+                self._customer_message(p, holder, item, t, seq, u)
             return
         key: str = item.customer_id  # type: ignore[attr-defined]
-        await self._customer_message(p, key, item, t, seq, u)
+        self._customer_message(p, key, item, t, seq, u)
 
-    async def _customer_message(self, p: int, key: str, item: object, t: float, seq: str,
+    def _customer_message(self, p: int, key: str, item: object, t: float, seq: str,
                                 u: Unit) -> None:
         cache = self._cache(u, CUSTOMER)
         timers = self._timers(CUSTOMER, p)
@@ -1092,7 +1096,7 @@ class Worker:
             kept = self.engine.on_customer(state, item, t, out, mark)
         except Exception as exc:  # the engine is pure: its error is this input's
             cache.rollback(key)
-            await self._poisoned(CUSTOMER, item, exc, u)
+            self._poisoned(CUSTOMER, item, exc, u)
             return
         self._collect(out, t, seq, u)
         cache.save(key, kept)
