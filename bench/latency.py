@@ -14,6 +14,11 @@
     on the topic. ``TACTFUL_TICK_SECONDS`` (the worker's tick interval, default 1) is
     recorded with the figures.
 
+With ``load`` > 0, other inputs are produced meanwhile at ``load`` events/s (the issue
+asks for half the measured maximum rate): verified sessions of customers without
+consent viewing products (storefront → session → customer, nothing to send), from 3 s
+before (a) is paced until (b) is measured; the rate reached is recorded.
+
 The (a) customers opt out of ``cart_reminders``, and the delay is longer than phase (a),
 so their own carts' timers fire (suppressed) after (a) is measured and before (b) is.
 Every customer is new (frequency caps: one intent per 16 h).
@@ -110,8 +115,58 @@ class Events:
                            category=["home"], price=25.0, currency="USD", qty=1)
 
 
+class Load:
+    """Background inputs at ``rate`` events/s: logins, then product views, of ``sessions``
+    verified sessions whose customers gave no consent (each view crosses to the
+    customer scope and decides nothing)."""
+
+    def __init__(self, run: str, rate: float, sessions: int = 2000) -> None:
+        self.run, self.rate, self.sessions = run, rate, sessions
+        self.sent = 0
+        self.seconds = 0.0
+
+    def event(self, n: int) -> tuple[str, bytes, bytes]:
+        who = n % self.sessions
+        customer, session = f"load-{self.run}-{who}", f"sess-load-{self.run}-{who}"
+        fields: dict[str, Any] = {"session_id": session, "customer_id": customer,
+                                  "identity": {"method": "login"}}
+        if n < self.sessions:
+            type_ = "login"
+        else:
+            type_ = "product_view"
+            fields.update(sku=f"sku-load-{n % 97}", product_id=f"prod-load-{n % 97}",
+                          category=["home"], price=19.0, currency="USD", qty=1)
+        event = {"event_id": f"{session}-{n}", "type": type_, "ts": iso(time.time()), **fields}
+        return "storefront", session.encode(), orjson.dumps(event)
+
+    async def run_until(self, stop: asyncio.Event, bootstrap: str, prefix: str) -> None:
+        """On a producer of its own (batching as a storefront's would), so the samples'
+        records never queue behind the load's."""
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+        await producer.start()
+        try:
+            start = time.monotonic()
+            while not stop.is_set():
+                due = int((time.monotonic() - start) * self.rate)
+                pending = []
+                for n in range(self.sent, due):
+                    topic, key, value = self.event(n)
+                    pending.append(await producer.send(prefix + topic, value, key=key))
+                self.sent = max(self.sent, due)
+                if pending:
+                    await asyncio.gather(*pending)
+                await asyncio.sleep(0.02)
+            self.seconds = time.monotonic() - start
+        finally:
+            await producer.stop()
+
+    def summary(self) -> dict[str, Any]:
+        return {"load_per_s": self.rate, "load_sent": self.sent,
+                "load_reached_per_s": self.sent / self.seconds if self.seconds else 0.0}
+
+
 async def measure(bootstrap: str, workdir: Path, samples: int = 200, rate: float = 20.0,
-                  delay: int = 30, partitions: int = 4) -> dict[str, Any]:
+                  delay: int = 30, partitions: int = 4, load: float = 0.0) -> dict[str, Any]:
     run = tag()
     prefix = f"b{run}."
     policy = policy_with_delay(delay, workdir / f"latency-{run}.toml")
@@ -127,6 +182,9 @@ async def measure(bootstrap: str, workdir: Path, samples: int = 200, rate: float
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     immediate, timer = Samples(), Samples()
+    background = Load(run, load)
+    stop_load = asyncio.Event()
+    loading: asyncio.Task[None] | None = None
     try:
         await producer.start()
         await reader.start()
@@ -149,6 +207,9 @@ async def measure(bootstrap: str, workdir: Path, samples: int = 200, rate: float
         inputs = await end_offsets(bootstrap, (prefix + t for t in INPUTS), partitions)
         await wait_done(bootstrap, env["TACTFUL_APP_ID"], prefix, inputs, partitions, None,
                         [worker], timeout=180)
+        if load:
+            loading = asyncio.create_task(background.run_until(stop_load, bootstrap, prefix))
+            await asyncio.sleep(3.0)  # the worker at that rate before the first sample
         # (a) the stock drops, paced.
         start = time.monotonic()
         for i, e in enumerate(a):
@@ -169,15 +230,21 @@ async def measure(bootstrap: str, workdir: Path, samples: int = 200, rate: float
             timer.sent[e.customer] = t + delay
             await producer.flush()
         await _until(lambda: len(timer.got) == samples, delay + 20, worker)
+        stop_load.set()
+        if loading is not None:
+            await loading
         collect.cancel()
     finally:
+        if loading is not None and not loading.done():
+            loading.cancel()
         await producer.stop()
         await reader.stop()
         stop([worker])
         await delete_topics(bootstrap, run)
     tick = float(os.environ.get("TACTFUL_TICK_SECONDS") or 1.0)
     return {"immediate_low_stock": immediate.summary(), "timer_abandoned_cart": timer.summary(),
-            "rate_per_s": rate, "timer_delay_s": delay, "tick_s": tick}
+            "rate_per_s": rate, "timer_delay_s": delay, "tick_s": tick,
+            **background.summary()}
 
 
 async def _collect(reader: AIOKafkaConsumer, immediate: Samples, timer: Samples) -> None:
