@@ -447,9 +447,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--skip", nargs="+", default=[], choices=sorted(OTHERS),
                     help="leave out some of the other contenders")
     ap.add_argument("--no-latency", action="store_true", help="skip the latency runs")
-    ap.add_argument("--latency-load", type=float, default=None, metavar="EVENTS_PER_S",
-                    help="background load of the second latency run (default: half the "
-                         f"median of {LOAD_VARIANT} in this run; 0: idle only)")
+    ap.add_argument("--latency-load", type=float, nargs="+", default=None,
+                    metavar="EVENTS_PER_S",
+                    help="background loads of the latency runs after the idle one (default: "
+                         f"half the median of {LOAD_VARIANT} in this run; 0: idle only)")
     ap.add_argument("--profile", action="store_true",
                     help="also py-spy the worker (wall, at least once, single) for 30 s")
     ap.add_argument("--timeout", type=float, default=None,
@@ -544,11 +545,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"{r.startup_s:5.1f} s  {r.rule}" if r.rate else f"FAILED: {r.error}"))
                 asyncio.run(backlog.delete_topics(bootstrap, shared))
             if not args.no_latency:
-                load = args.latency_load
-                if load is None:  # half the maximum this run measured
+                loads = args.latency_load
+                if loads is None:  # half the maximum this run measured
                     rates = [r.rate for r in results.get(LOAD_VARIANT, []) if r.rate]
-                    load = statistics.median(rates) / 2 if rates else 0.0
-                for background in ([0.0, load] if load else [0.0]):
+                    loads = [statistics.median(rates) / 2] if rates else []
+                for background in [0.0, *(x for x in loads if x > 0)]:
                     say(f"latency (wall clock, one worker, {background:,.0f} other events/s)")
                     try:
                         one = asyncio.run(latency.measure(bootstrap, work, load=background))
