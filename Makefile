@@ -13,7 +13,7 @@ BENCH_KAFKA_PORT ?= 39492
 BENCH_COMPARE_FLAGS ?=
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help install prometheus-tools browser-tools lint unit integration test drills fuzz compiled demo explore bench bench-worker bench-compare schemas kafka-start kafka-stop clean
+.PHONY: help install prometheus-tools browser-tools lint unit integration test drills fuzz compiled demo explore bench bench-worker bench-compare bench-memory schemas kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   local Kafka, the worker, a sample story, intents printed"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-worker  worker throughput on the local Kafka (writes BENCHMARKS.md)"
 	@echo "make bench-compare  tactful beside raw aiokafka, Faust, Quix Streams; latency (writes BENCHMARKS.md;"
 	@echo "                    BENCH_QUICK=1 for a run of at most 10 minutes, BENCH_EVENTS=N to size it)"
+	@echo "make bench-memory  a worker's RSS per 100,000 live customers, memory store and RocksDB (writes BENCHMARKS.md)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tactful needs Python >= 3.11")'
@@ -126,6 +127,10 @@ bench-compare: install
 	addr=$$(KAFKA_PORT=$(BENCH_KAFKA_PORT) bash $(KAFKA) start | tail -n 1); \
 	trap 'KAFKA_PORT=$(BENCH_KAFKA_PORT) bash $(KAFKA) stop' EXIT INT TERM; \
 	TACTFUL_BOOTSTRAP=$$addr $(PY) bench/compare.py $(BENCH_COMPARE_FLAGS)
+
+bench-memory: install
+	@$(PY) -c 'import rocksdict' 2>/dev/null || $(PY) -m pip install --quiet -e '.[dev,rocksdb]'
+	$(PY) bench/memory.py
 
 kafka-start:
 	bash $(KAFKA) start
