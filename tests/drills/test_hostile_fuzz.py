@@ -1,9 +1,10 @@
 """Hostile input at every input topic, from a fuzzer, on a real broker.
 
 Hypothesis builds the bad records (derandomized: the same records every run): truncated
-JSON, non-UTF-8, wrong and unknown types, missing fields, values over 1 MiB, deep nesting,
-huge numbers, NaN and infinities, timestamps far in the past and the future, bad headers,
-empty arrays and arrays mixing good events with bad elements. They are sent between the
+JSON, non-UTF-8, wrong and unknown types, good events on an input topic that does not
+carry their type, missing fields, values over 1 MiB, deep nesting, huge numbers, NaN and
+infinities, timestamps far in the past and the future, bad headers, empty arrays and
+arrays mixing good events with bad elements. They are sent between the
 events of a generated workload, and good events are also sent under wrong keys. Counted:
 every bad record (or bad array element) is dead-lettered once, with a reason, its source
 topic and its original bytes; no good event is; the worker runs throughout; and the
@@ -34,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.drills.pii import ids_of, leaks, metric_labels
 from tests.drills.results import record
-from tests.input_contract import KNOWN_TYPES, REQUIRED, TOPIC_KEY
+from tests.input_contract import KNOWN_TYPES, REQUIRED, TOPIC_KEY, TOPICS
 from tests.integration.harness import deployment, replay
 
 UNTIL = "2026-06-30T00:00:00Z"
@@ -98,7 +99,7 @@ def hostile(draw: st.DrawFn, samples: Samples) -> Hostile:
     kind = draw(st.sampled_from([
         "truncated", "non_utf8", "wrong_type", "unknown_type", "missing_field", "too_large",
         "deep", "huge_number", "nan", "far_past", "far_future", "bad_header", "not_object",
-        "empty_array", "mixed_array",
+        "empty_array", "mixed_array", "wrong_topic",
     ]))
     if kind == "truncated":
         return Hostile(kind, topic, key, raw[:draw(st.integers(1, len(raw) - 1))])
@@ -165,6 +166,9 @@ def hostile(draw: st.DrawFn, samples: Samples) -> Hostile:
     if kind == "not_object":
         return Hostile(kind, topic, key, draw(st.sampled_from(
             [b"5", b'"page_view"', b"null", b"true", b"{}", b"", b" ", b"\x00"])))
+    if kind == "wrong_topic":  # a good event on an input topic that does not carry its type
+        other = draw(st.sampled_from(sorted(t for t in TOPICS if t != topic)))
+        return Hostile(kind, other, key, raw)
     if kind == "empty_array":
         return Hostile(kind, topic, key, draw(st.sampled_from([b"[]", b" [ ] ", b"[\n]"])))
     # mixed_array: bad elements, and possibly good ones (the caller numbers them)
