@@ -223,7 +223,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _replay_links(args: argparse.Namespace) -> LinkSigner | None:
     """Links signed as the worker signs them, from the flags or the same variables."""
-    from tactful.service.bootstrap import link_signer
+    from tactful.core.links import link_signer  # not service.bootstrap: no Faust to import
     from tactful.service.settings import SettingsError, check_links
 
     public_url = args.public_url or os.environ.get("TACTFUL_PUBLIC_URL") or None

@@ -189,3 +189,11 @@ class LinkSigner:
             if hmac.compare_digest(want.encode(), given.encode()):
                 return True
         return False
+
+
+def link_signer(public_url: str | None, secret: str | None,
+                previous: str | None) -> LinkSigner | None:
+    """Links are signed when both a public URL and a secret are given (worker, replay)."""
+    if not (public_url and secret):
+        return None
+    return LinkSigner(public_url, secret.encode(), previous.encode() if previous else None)

@@ -18,7 +18,7 @@ from tactful import __version__
 from tactful.adapters.kafka import KafkaConnection, TopicLayout
 from tactful.core.engine import Engine
 from tactful.core.events import TYPE_TOPIC
-from tactful.core.links import LinkSigner
+from tactful.core.links import LinkSigner, link_signer
 from tactful.core.policy import Policy, load_policy
 from tactful.service import admin
 from tactful.service import worker as worker_module
@@ -50,14 +50,6 @@ class Parts:
     def engine(self) -> Engine:
         """The engine with the deployment's erasure keys and link signing."""
         return Engine(self.policy, self.signer(), erasure_keys(self.settings))
-
-
-def link_signer(public_url: str | None, secret: str | None,
-                previous: str | None) -> LinkSigner | None:
-    """Links are signed when both a public URL and a secret are given (worker, replay)."""
-    if not (public_url and secret):
-        return None
-    return LinkSigner(public_url, secret.encode(), previous.encode() if previous else None)
 
 
 def configure(env: Mapping[str, str] | None = None, *, worker: bool = False,
