@@ -184,3 +184,16 @@ def test_the_installed_faust_is_in_the_pinned_range() -> None:
 
     major, minor, *_ = (int(x) for x in version("faust-streaming").split(".")[:3])
     assert (major, minor) == (0, 15), "faust-streaming outside the tested range: see pyproject"
+
+
+def test_the_rocksdb_options_of_tactful_tables_reach_faust_rocksdb_store(tmp_path: Any) -> None:
+    # Bounded write buffers and block cache per table partition (app.ROCKSDB_OPTIONS): the
+    # store Faust builds for a table must be opened with them, not with its defaults.
+    from tactful.service.faust.app import ROCKSDB_OPTIONS, bytes_table
+
+    app = faust.App("tactful-contract-rocksdb", store="rocksdb://", datadir=str(tmp_path))
+    store = bytes_table(app, "customers", 4)._new_store_by_url("rocksdb://")
+    opts = store.rocksdb_options
+    assert (opts.write_buffer_size, opts.max_write_buffer_number, opts.block_cache_size,
+            opts.block_cache_compressed_size) == (
+        16 * 2**20, 2, 32 * 2**20, 8 * 2**20) == tuple(ROCKSDB_OPTIONS.values())

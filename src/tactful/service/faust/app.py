@@ -125,12 +125,26 @@ def state_producer(app: faust.App, transactional_id: str) -> Any:
     return aiokafka.AIOKafkaProducer(**options, transactional_id=transactional_id)
 
 
+# RocksDB (``TACTFUL_STORE=rocksdb://``): Faust opens one database per table partition,
+# each by default with up to 3 write buffers of 64 MiB and a block cache of up to 2 GiB,
+# so a worker's memory grew with its partitions (6 tables x 32 partitions: tens of GiB at
+# worst). Bounded here: 2 x 16 MiB of write buffers and 32 MiB of block cache each
+# (BENCHMARKS.md, "Memory per live customer"). The memory store ignores them.
+ROCKSDB_OPTIONS: dict[str, int] = {
+    "write_buffer_size": 16 * 2**20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 32 * 2**20,
+    "block_cache_compressed_size": 8 * 2**20,
+}
+
+
 def bytes_table(app: faust.App, name: str, partitions: int | None = None, **options: Any) -> Any:
     """A changelogged table of bytes -> bytes; tactful encodes its own state (msgpack).
 
     ``key_type=bytes`` is what makes Faust use the raw codec for the changelog;
     an untyped table would serialize keys and values as JSON.
     """
+    options.setdefault("options", ROCKSDB_OPTIONS)
     return app.Table(
         name, default=None, partitions=partitions, key_type=bytes, value_type=bytes, **options
     )
