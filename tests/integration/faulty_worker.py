@@ -36,7 +36,8 @@ class FaultyWorker(worker.Worker):
         if FAULT == "engine":
             self.engine.on_customer = on_customer  # type: ignore[method-assign]
         else:
-            self._write = failing_write  # type: ignore[method-assign]
+            for store in self.stores.values():  # each table's writes go through its store
+                store.write_value = failing_write
 
 
 worker.Worker = FaultyWorker  # type: ignore[misc]

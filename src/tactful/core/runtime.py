@@ -1,20 +1,29 @@
-"""What replay and the worker share around the engine: the timer index, the holder
-index and the walk over due keys.
+"""The runtime replay and the worker share around the engine: the scopes that drive it,
+the timer index, the holder index and the erasure marks.
 
-The engine decides; a runtime feeds it. ``tactful replay`` (``core.pipeline``) keeps
-every key in one process, the worker (``service.worker``) one index per partition it
-owns, rebuilt from its tables on assignment. Both schedule and fire timers, and fan
-stock and price signals out to cart holders, through these classes, so the rules for
-when a key is due and who holds a sku exist once.
+The engine decides; a runtime feeds it. A ``Scope`` is every step of one scope's keys:
+the erasure-mark lookup of a key without state, the engine's call, the store, the timer
+and holder indexes, and what a failed step leaves (the key rolled back, its outputs
+dropped, the error handed to ``on_error``). ``tactful replay`` (``core.pipeline``) drives
+one scope of each kind over dicts and delivers the messages between them in-process; the
+worker (``service.worker``) drives one per partition it owns, over its tables, and sends
+them over internal topics. The rules for what a step does to the store and the timers,
+and for which messages stay where they were made (``keep_local``), exist once.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from tactful.core.messages import CartIndex
+from tactful.core.events import PriceChange, StockLevel
+from tactful.core.messages import AdoptSession, CartIndex, ErasureMark, SessionFact, SkuSignal
+from tactful.core.rules.delivery import ERASED, INDEX, SKU, Outbox
+from tactful.core.state import SkuState
+
+if TYPE_CHECKING:
+    from tactful.core.engine import Engine
 
 K = TypeVar("K", bound=Hashable)
 
@@ -116,3 +125,230 @@ class HolderIndex:
         """The holders in the order they started holding (a copy: firing one may change
         the index)."""
         return list(self.by_sku.get(sku, ()))
+
+
+S = TypeVar("S")
+OnError = Callable[[str, str, object | None, Exception], None]
+"""What a runtime does with a step the engine failed on: (scope, key, input or None for
+a timer, error). The key is back at its last good state and the step's outputs are
+dropped; without a handler the error is raised."""
+
+
+class Store(Protocol[S]):
+    """A scope's keys as a runtime reads and writes them."""
+
+    def load(self, key: str) -> S | None: ...
+
+    def save(self, key: str, state: S | None) -> None:
+        """The key's state after a successful step (None: delete the key)."""
+
+    def rollback(self, key: str) -> None:
+        """Back to the state of the key's last successful step."""
+
+
+class DictStore(Generic[S]):
+    """Every key in a dict (replay). A failed step is not rolled back: replay keeps the
+    state in place, as the keys it touched were left (docs/semantics.md)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[str, S] = {}
+
+    def load(self, key: str) -> S | None:
+        return self.data.get(key)
+
+    def save(self, key: str, state: S | None) -> None:
+        if state is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = state
+
+    def rollback(self, key: str) -> None:
+        return
+
+
+class Marks(Protocol):
+    """The erasure marks, by their keyed hash (``ErasureKeys.mark``)."""
+
+    def may_hold(self) -> bool:
+        """False only when there is certainly no mark (a lookup can then be skipped)."""
+
+    def get(self, stored: str) -> ErasureMark | None: ...
+
+    def put(self, stored: str, mark: ErasureMark) -> None: ...
+
+    def forget(self, stored: str) -> None: ...
+
+
+class DictMarks:
+    """Every erasure mark in a dict (replay)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[str, ErasureMark] = {}
+
+    def may_hold(self) -> bool:
+        return bool(self.data)
+
+    def get(self, stored: str) -> ErasureMark | None:
+        return self.data.get(stored)
+
+    def put(self, stored: str, mark: ErasureMark) -> None:
+        self.data[stored] = mark
+
+    def forget(self, stored: str) -> None:
+        del self.data[stored]
+
+
+class Scope(Generic[S]):
+    """One scope's keys with timers (session or customer): on one partition in the
+    worker, all of them in replay. Every step of the scope goes through here: the
+    erasure-mark lookup of a key without state, the engine's call, the store, the timer
+    index (and, for customers, the holder index), and what happens when the engine fails.
+
+    ``tag`` is None when the timer index is the scope's own (the worker: one per scope
+    and partition); replay shares one index between its scopes, keyed ``(tag, key)``, so
+    that timers fire in one time order across them.
+    """
+
+    __slots__ = ("engine", "holders", "marks", "name", "on_error", "store", "tag", "timers")
+
+    def __init__(self, engine: Engine, name: str, store: Store[S], timers: TimerIndex[Any],
+                 marks: Marks, holders: HolderIndex | None = None, tag: str | None = None,
+                 on_error: OnError | None = None) -> None:
+        self.engine, self.name, self.store, self.timers = engine, name, store, timers
+        self.marks, self.holders, self.tag, self.on_error = marks, holders, tag, on_error
+
+    def _timer_key(self, key: str) -> Any:
+        return key if self.tag is None else (self.tag, key)
+
+    def _failed(self, key: str, item: object | None, exc: Exception, out: Outbox,
+                kept: tuple[int, int, int]) -> None:
+        self.store.rollback(key)
+        del out.intents[kept[0]:], out.decisions[kept[1]:], out.internal[kept[2]:]
+        if self.on_error is None:
+            raise exc
+        self.on_error(self.name, key, item, exc)
+
+    def _mark(self, key: str, now: float) -> ErasureMark | None:
+        marks = self.marks
+        if not marks.may_hold():
+            return None
+        return self.engine.live_mark(self.name, key, now, marks.get, marks.forget)
+
+    def restore(self, key: str, state: S) -> None:
+        """A key found in the store when the scope is taken on (a worker's assignment):
+        its timer, and the skus it holds."""
+        self.timers.schedule(self._timer_key(key), self.engine.next_due(state))  # type: ignore[arg-type]
+        if self.holders is not None:
+            for sku in self.engine.held_skus(state):  # type: ignore[arg-type]
+                self.holders.add(sku, key)
+
+    def apply(self, key: str, msg: Any, t: float, out: Outbox) -> None:
+        """One input (an event or a message from another scope) to ``key``."""
+        store = self.store
+        state = store.load(key)
+        mark = self._mark(key, t) if state is None else None
+        kept = len(out.intents), len(out.decisions), len(out.internal)
+        engine = self.engine
+        new: Any
+        try:
+            if self.holders is None:
+                new = engine.on_session(state, msg, t, out, mark)  # type: ignore[arg-type]
+            else:
+                new = engine.on_customer(state, msg, t, out, mark)  # type: ignore[arg-type]
+        except Exception as exc:  # the engine is pure: its error is this input's
+            self._failed(key, msg, exc, out, kept)
+            return
+        store.save(key, new)
+        timer_key = key if self.tag is None else (self.tag, key)
+        if new is None:
+            self.timers.forget(timer_key)
+        elif self.holders is None:
+            # A session's expiry never moves earlier: with no cart and no views, nothing
+            # else is pending.
+            if new.carts or new.views or timer_key not in self.timers:
+                self.timers.schedule(timer_key, engine.next_due(new))
+        elif isinstance(msg, SessionFact | AdoptSession) or timer_key not in self.timers:
+            # Only shopper activity brings a customer's due time earlier; the rest only
+            # ends triggers (a stale entry is dropped when it comes up).
+            self.timers.schedule(timer_key, engine.next_due(new))
+
+    def signal(self, msg: SkuSignal, t: float, out: Outbox) -> None:
+        """A stock or price signal to every customer of the scope holding its sku."""
+        assert self.holders is not None
+        for holder in self.holders.holders(msg.sku):
+            self.apply(holder, msg, t, out)
+
+    def advance(self, key: str, state: S, due: float, out: Outbox) -> bool:
+        """A key whose trigger is due (``TimerIndex.due`` found it): False if it failed."""
+        kept = len(out.intents), len(out.decisions), len(out.internal)
+        engine = self.engine
+        new: Any
+        try:
+            if self.holders is None:
+                new = engine.advance_session(state, due, out)  # type: ignore[arg-type]
+            else:
+                new = engine.advance_customer(state, due, out)  # type: ignore[arg-type]
+        except Exception as exc:
+            # No input to dead-letter: the key keeps its state and waits for its next
+            # input (which reschedules it); the other keys go on.
+            self._failed(key, None, exc, out, kept)
+            return False
+        self.store.save(key, new)
+        timer_key = key if self.tag is None else (self.tag, key)
+        if new is None:
+            self.timers.forget(timer_key)
+        else:
+            self.timers.schedule(timer_key, engine.next_due(new))
+        return True
+
+    def fire(self, now: float, out: Outbox) -> Iterator[float]:
+        """Every key of the scope's own timer index due by ``now``, in time order; yields
+        each due time after its step, with the step's outputs in ``out``."""
+        store = self.store
+        for due, key, state in self.timers.due(now, store.load, self.engine.next_due):
+            if self.advance(key, state, due, out):
+                yield due
+
+
+class SkuScope:
+    """The sku keys (stock and price): no timers, no marks."""
+
+    __slots__ = ("engine", "on_error", "store")
+
+    def __init__(self, engine: Engine, store: Store[SkuState],
+                 on_error: OnError | None = None) -> None:
+        self.engine, self.store, self.on_error = engine, store, on_error
+
+    def apply(self, msg: StockLevel | PriceChange, t: float, out: Outbox) -> None:
+        key = msg.sku
+        kept = len(out.intents), len(out.decisions), len(out.internal)
+        try:
+            new = self.engine.on_sku(self.store.load(key), msg, t, out)
+        except Exception as exc:  # the engine is pure: its error is this input's
+            self.store.rollback(key)
+            del out.intents[kept[0]:], out.decisions[kept[1]:], out.internal[kept[2]:]
+            if self.on_error is None:
+                raise
+            self.on_error(SKU, key, msg, exc)
+            return
+        self.store.save(key, new)
+
+
+def keep_local(scope: str, key: str, msg: object, marks: Marks,
+               holders: HolderIndex | None) -> bool:
+    """Apply an internal message that stays where it was made: an erasure mark (in the
+    partition of the key it marks) and a holder-index change (the customer's partition).
+    False for one that goes to another scope."""
+    if scope == ERASED:
+        assert isinstance(msg, ErasureMark)
+        marks.put(key, msg)
+        return True
+    if scope == INDEX:
+        assert isinstance(msg, CartIndex) and holders is not None
+        holders.apply(msg)
+        return True
+    return False

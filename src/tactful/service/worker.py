@@ -65,7 +65,7 @@ from tactful.adapters.wire import (
     unpack,
     unpack_all,
 )
-from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, Engine, Outbox
+from tactful.core.engine import CUSTOMER, ERASED, HOLDERS, INDEX, SESSION, SKU, Engine, Outbox
 from tactful.core.errors import AgentFailure, BadEvent
 from tactful.core.events import (
     TOPIC_KEY_FIELD,
@@ -76,14 +76,9 @@ from tactful.core.events import (
     StorefrontEvent,
 )
 from tactful.core.explain import timeline
-from tactful.core.messages import (
-    CartIndex,
-    EraseSession,
-    ErasureMark,
-    SkuSignal,
-)
+from tactful.core.messages import EraseSession, ErasureMark, SkuSignal
 from tactful.core.outputs import Cancellation
-from tactful.core.runtime import HolderIndex, TimerIndex
+from tactful.core.runtime import HolderIndex, Scope, SkuScope, TimerIndex, keep_local
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.faust.app import TactfulApp, bytes_table
 from tactful.service.faust.feed import BatchFeed, Source, ack, current, track
@@ -105,6 +100,7 @@ FORWARD_TOPIC = {"storefront": "session-events", "inventory": "sku-events",
                  "consent": "customer-events", "feedback": "customer-events"}
 NEG_INF = float("-inf")
 DUE_CHECK_SECONDS = 0.05  # wall clock: how often the timer indexes are looked at
+AGENT_SCOPE = {"sessions": SESSION, "customers": CUSTOMER, "skus": SKU}  # the store of each
 
 
 @contextmanager
@@ -212,6 +208,10 @@ class StateCache:
         # key -> [live state or None, its encoding or None (absent), changed?]
         self.entries: dict[str, list[Any]] = {}
 
+    def clear(self) -> None:
+        """Forget what a unit cut off before its end (a stop) read and changed."""
+        self.entries.clear()
+
     def load(self, key: str) -> Any:
         entry = self.entries.get(key)
         if entry is not None:
@@ -246,6 +246,30 @@ class StateCache:
         return written
 
 
+class TableMarks:
+    """The erasure marks in the ``erasures`` table (``core.runtime.Marks``). A mark is
+    read and written in the event context of its key's partition, where it belongs, so a
+    tombstone lands in the same changelog partition as the mark."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def may_hold(self) -> bool:
+        return True  # counting the keys of a RocksDB table means reading them all
+
+    def get(self, stored: str) -> ErasureMark | None:
+        raw = self.table.get(stored.encode())
+        return None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
+
+    def put(self, stored: str, mark: ErasureMark) -> None:
+        self.table[stored.encode()] = msgspec.msgpack.encode(mark)
+
+    def forget(self, stored: str) -> None:
+        del self.table[stored.encode()]
+
+
 MAX_BUNDLE_BYTES = 512 * 1024  # well under Kafka's default 1 MiB record limit
 
 
@@ -255,8 +279,8 @@ class Unit:
     they change is written once per key, and they are acked together."""
 
     __slots__ = ("appended", "bundles", "caches", "clocks", "dead", "decisions", "filled",
-                 "index", "intents", "lateness", "offset", "origin", "partition", "pending",
-                 "record", "tally", "topic")
+                 "index", "intents", "lateness", "offset", "origin", "out", "partition",
+                 "pending", "record", "tally", "topic")
 
     def __init__(self, records: list[Any]) -> None:
         message = records[0]
@@ -272,7 +296,8 @@ class Unit:
         # (topic, partition) -> envelopes, each list a bundle of at most MAX_BUNDLE_BYTES
         self.bundles: dict[tuple[str, int], list[list[bytes]]] = {}
         self.filled: dict[tuple[str, int], int] = {}  # bytes in each one's last bundle
-        self.caches: dict[str, StateCache] = {}
+        self.caches: dict[str, StateCache] = {}  # the stores the unit touched
+        self.out = Outbox()  # each step's outputs, taken (``Worker._collect``) after it
         self.clocks: dict[tuple[str, int], PartitionClock] = {}  # changed: saved at the end
         self.pending: dict[bytes, bytes | None] = {}  # stream clock: waiting-input writes
         self.tally: Tally = {}  # metrics, added at the end (``Metrics.add``)
@@ -336,8 +361,16 @@ class Worker:
         self.erasures = bytes_table(app_, "erasures", self.partitions)
         # Stream clock: customer-side inputs waiting for the watermark, by partition.
         self.pending = bytes_table(app_, "pending", self.partitions)
-        self.timers: dict[tuple[str, int], TimerIndex[str]] = {}
-        self.holders: dict[int, HolderIndex] = {}
+        # One store per table, used by one agent at a time: a unit reads and writes its
+        # keys through it, and it is written back at the unit's end (``_finish``).
+        self.stores = {SESSION: StateCache(self.sessions, SessionState, self._write),
+                       CUSTOMER: StateCache(self.customers, CustomerState, self._write),
+                       SKU: StateCache(self.skus, SkuState, self._write)}
+        self.marks = TableMarks(self.erasures)
+        # The engine's scopes (core.runtime), one per partition this worker owns.
+        self.scopes: dict[tuple[str, int], Scope[Any]] = {}
+        self.sku_scope = SkuScope(engine, self.stores[SKU], self._step_failed)
+        self._unit: Unit | None = None  # the unit in hand, for a step that fails
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
         self._watermark_sources: dict[int, tuple[str, ...]] = {}  # per customer partition
         self._order = itertools.count()
@@ -482,7 +515,8 @@ class Worker:
                 track(consumer, group)
             async with self._batch(agent):
                 for group in groups:
-                    unit = Unit(group)
+                    unit = self._unit = Unit(group)
+                    self.stores[AGENT_SCOPE[agent]].clear()
                     source = Source(group[-1])
                     with event_context(source, group[0].offset):
                         for message in group:
@@ -536,12 +570,10 @@ class Worker:
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Derived per-partition state is rebuilt by whoever owns the partition next."""
-        for key in [k for k in self.timers if k[1] in partitions]:
-            del self.timers[key]
+        for key in [k for k in self.scopes if k[1] in partitions]:
+            del self.scopes[key]
         for key in [k for k in self.partition_clocks if k[1] in partitions]:
             del self.partition_clocks[key]
-        for p in partitions:
-            self.holders.pop(p, None)
 
     async def send_ticks(self) -> None:
         """A ``Tick`` to each internal partition this worker owns. Ticks are not state:
@@ -566,8 +598,8 @@ class Worker:
         clears), so an idle worker sends nothing."""
         now = time.time()
         names = {SESSION: self.names["session-events"], CUSTOMER: self.names["customer-events"]}
-        due = [(scope, p) for (scope, p), timers in self.timers.items()
-               if (first := timers.next_time()) is not None and first <= now]
+        due = [(name, p) for (name, p), scope in self.scopes.items()
+               if (first := scope.timers.next_time()) is not None and first <= now]
         if not due:
             return
         value = bundle([envelope(now, "", Tick(now))])
@@ -602,12 +634,9 @@ class Worker:
                   decision.reason or "none")
         n = self.partitions
         for scope, key, msg in out.internal:
-            if scope == ERASED:
-                assert isinstance(msg, ErasureMark)
-                self.erasures[key.encode()] = msgspec.msgpack.encode(msg)
-            elif scope == INDEX:
-                assert isinstance(msg, CartIndex)
-                self._holders(u.partition).apply(msg)
+            if scope in (ERASED, INDEX):  # kept here: the key's own partition
+                holders = self._scope(CUSTOMER, u.partition).holders if scope == INDEX else None
+                keep_local(scope, key, msg, self.marks, holders)
             elif scope == HOLDERS:
                 data = envelope(ts, seq, msg, *u.position())  # type: ignore[arg-type]
                 name = self.names["customer-events"]
@@ -746,14 +775,16 @@ class Worker:
 
     # ---------------------------------------------------------- state access
 
-    def _cache(self, u: Unit, name: str) -> StateCache:
-        cache = u.caches.get(name)
-        if cache is None:
-            table, cls = {SESSION: (self.sessions, SessionState),
-                          CUSTOMER: (self.customers, CustomerState),
-                          "sku": (self.skus, SkuState)}[name]
-            cache = u.caches[name] = StateCache(table, cls, self._write)
-        return cache
+    def _step_failed(self, scope: str, key: str, item: object | None, exc: Exception) -> None:
+        """A step the engine failed on (``core.runtime.OnError``): the key is back at its
+        last good state and the step's outputs are dropped. An input is dead-lettered; a
+        timer leaves its key waiting for its next input (which reschedules it)."""
+        if item is None:
+            _log_engine_error("a timer failed: the key's triggers wait for its next input",
+                              scope, exc)
+            return
+        assert self._unit is not None
+        self._poisoned(scope, item, exc, self._unit)
 
     @staticmethod
     def _write(table: Any, key: bytes, value: bytes | None) -> None:
@@ -763,48 +794,20 @@ class Worker:
         else:
             table[key] = value
 
-    def _mark(self, scope: str, key: str, now: float) -> ErasureMark | None:
-        """The erasure mark of ``key`` (a customer or session id), if any. One past the
-        late-input window is deleted: it is read in the event context of its key's
-        partition, where it was written, so the tombstone lands in the same changelog
-        partition."""
-
-        def get(stored: str) -> ErasureMark | None:
-            raw = self.erasures.get(stored.encode())
-            return None if raw is None else msgspec.msgpack.decode(raw, type=ErasureMark)
-
-        def forget(stored: str) -> None:
-            del self.erasures[stored.encode()]
-
-        return self.engine.live_mark(scope, key, now, get, forget)
-
-    def _timers(self, scope: str, partition: int) -> TimerIndex[str]:
-        """The partition's timer index, built from the table on first use after assignment
-        (before the unit that uses it changes any key of the partition)."""
-        found = self.timers.get((scope, partition))
+    def _scope(self, name: str, partition: int) -> Scope[Any]:
+        """The partition's scope, its timer (and holder) index rebuilt from the table on
+        first use after assignment (before the unit that uses it changes any of its keys)."""
+        found = self.scopes.get((name, partition))
         if found is None:
-            found = self.timers[(scope, partition)] = TimerIndex()
-            table = self.sessions if scope == SESSION else self.customers
-            holders = self._holders(partition) if scope == CUSTOMER else None
+            customer = name == CUSTOMER
+            store = self.stores[name]
+            found = self.scopes[(name, partition)] = Scope(
+                self.engine, name, store, TimerIndex(), self.marks,
+                HolderIndex() if customer else None, on_error=self._step_failed)
+            table, cls = store.table, store.cls
             for raw_key in list(table.keys()):
-                if partition_of(raw_key, self.partitions) != partition:
-                    continue
-                key = raw_key.decode()
-                if holders is None:
-                    found.schedule(key, self.engine.next_due(
-                        decode_state(SessionState, table[raw_key])))
-                    continue
-                customer = decode_state(CustomerState, table[raw_key])
-                found.schedule(key, self.engine.next_due(customer))
-                for sku in self.engine.held_skus(customer):
-                    holders.add(sku, key)
-        return found
-
-    def _holders(self, partition: int) -> HolderIndex:
-        found = self.holders.get(partition)
-        if found is None:
-            found = self.holders[partition] = HolderIndex()
-            self._timers(CUSTOMER, partition)  # fills the index from the table
+                if partition_of(raw_key, self.partitions) == partition:
+                    found.restore(raw_key.decode(), decode_state(cls, table[raw_key]))
         return found
 
     def _clock(self, scope: str, partition: int) -> PartitionClock:
@@ -833,37 +836,26 @@ class Worker:
 
     # --------------------------------------------------------------- timers
 
-    def _fire_due(self, scope: str, p: int, now: float, u: Unit) -> None:
+    def _fire_due(self, name: str, p: int, now: float, u: Unit) -> None:
         """Move the partition's clock to ``now`` and advance every key due by then."""
-        clock = self._clock(scope, p)
+        clock = self._clock(name, p)
         clock.clock = max(clock.clock, now)
-        timers = self._timers(scope, p)
-        first = timers.next_time()
+        scope = self._scope(name, p)
+        first = scope.timers.next_time()
         if first is None or first > now:
             return
-        cache = self._cache(u, scope)
+        self._touch(u, name)
         wall = None if self.stream_clock else time.time()  # for the timers' lateness
-        for due, key, state in timers.due(now, cache.load, self.engine.next_due):
+        out = u.out
+        for due in scope.fire(now, out):
             if wall is not None:
                 u.lateness.append(wall - due)
-            out = Outbox()
-            kept: SessionState | CustomerState | None
-            try:
-                if isinstance(state, SessionState):
-                    kept = self.engine.advance_session(state, due, out)
-                else:
-                    kept = self.engine.advance_customer(state, due, out)
-            except Exception as exc:  # the engine is pure: its error is this key's, not ours
-                # No input to dead-letter: the key keeps its state and waits for its next
-                # input (which reschedules it); the other keys go on.
-                _log_engine_error("a timer failed: the key's triggers wait for its next "
-                                  "input", scope, exc)
-                cache.rollback(key)
-                continue
             self._collect(out, due, "", u)
-            cache.save(key, kept)
-            if kept is not None:
-                timers.schedule(key, self.engine.next_due(kept))
+
+    def _touch(self, u: Unit, name: str) -> None:
+        """The unit changes keys of this store: it is written at the unit's end."""
+        if name not in u.caches:
+            u.caches[name] = self.stores[name]
 
     # ------------------------------------------------------------- sessions
 
@@ -903,25 +895,10 @@ class Worker:
                     self._apply_session(p, event.session_id, event, env.ts, env.seq, u)
 
     def _apply_session(self, p: int, key: str, msg: Any, t: float, seq: str,
-                             u: Unit) -> None:
-        cache = self._cache(u, SESSION)
-        timers = self._timers(SESSION, p)
-        state = cache.load(key)
-        mark = self._mark("session", key, t) if state is None else None
-        out = Outbox()
-        try:
-            kept = self.engine.on_session(state, msg, t, out, mark)
-        except Exception as exc:  # the engine is pure: its error is this input's
-            cache.rollback(key)
-            self._poisoned(SESSION, msg, exc, u)
-            return
-        self._collect(out, t, seq, u)
-        cache.save(key, kept)
-        if kept is None:
-            timers.forget(key)
-        elif kept.carts or kept.views or key not in timers:
-            timers.schedule(key, self.engine.next_due(kept))
-        # else: only its expiry is pending, and that never moves earlier
+                       u: Unit) -> None:
+        self._touch(u, SESSION)
+        self._scope(SESSION, p).apply(key, msg, t, u.out)
+        self._collect(u.out, t, seq, u)
 
     # ----------------------------------------------------------------- skus
 
@@ -931,7 +908,7 @@ class Worker:
             marker, events = self._inputs(message, u)
             if marker is not None:
                 if self.stream_clock:
-                    clock = u.clocks[("sku", p)] = self._clock("sku", p)
+                    clock = u.clocks[(SKU, p)] = self._clock(SKU, p)
                     clock.clock = max(clock.clock, marker)
                     self._watermark(f"sku:{p}", clock.clock, u)
                 return
@@ -941,28 +918,20 @@ class Worker:
             return
         for env in self._envelopes(message):
             if isinstance(env.body, Forwarded):
-                event = self._forwarded("sku", p, env, u)
+                event = self._forwarded(SKU, p, env, u)
                 if isinstance(event, StockLevel | PriceChange):
                     self._apply_sku(p, event, env.ts, env.seq, u)
             elif isinstance(env.body, Tick) and self.stream_clock:
-                clock = u.clocks[("sku", p)] = self._clock("sku", p)
+                clock = u.clocks[(SKU, p)] = self._clock(SKU, p)
                 self._watermark(f"sku:{p}", clock.clock, u)
 
     def _apply_sku(self, p: int, item: StockLevel | PriceChange, t: float,
-                         seq: str, u: Unit) -> None:
-        clock = self._clock("sku", p)
+                   seq: str, u: Unit) -> None:
+        clock = self._clock(SKU, p)
         clock.clock = max(clock.clock, t)
-        cache = self._cache(u, "sku")
-        state = cache.load(item.sku)
-        out = Outbox()
-        try:
-            kept = self.engine.on_sku(state, item, t, out)
-        except Exception as exc:  # the engine is pure: its error is this input's
-            cache.rollback(item.sku)
-            self._poisoned("skus", item, exc, u)
-            return
-        self._collect(out, t, seq, u)
-        cache.save(item.sku, kept)
+        self._touch(u, SKU)
+        self.sku_scope.apply(item, t, u.out)
+        self._collect(u.out, t, seq, u)
 
     # ------------------------------------------------------------ customers
 
@@ -1076,31 +1045,11 @@ class Worker:
     def _customer_time(self, p: int, now: float, u: Unit) -> None:
         self._fire_due(CUSTOMER, p, now, u)
 
-    def _apply_customer(self, p: int, item: object, t: float, seq: str,
-                              u: Unit) -> None:
+    def _apply_customer(self, p: int, item: object, t: float, seq: str, u: Unit) -> None:
+        self._touch(u, CUSTOMER)
+        scope = self._scope(CUSTOMER, p)
         if isinstance(item, SkuSignal):
-            for holder in self._holders(p).holders(item.sku):
-                self._customer_message(p, holder, item, t, seq, u)
-            return
-        key: str = item.customer_id  # type: ignore[attr-defined]
-        self._customer_message(p, key, item, t, seq, u)
-
-    def _customer_message(self, p: int, key: str, item: object, t: float, seq: str,
-                                u: Unit) -> None:
-        cache = self._cache(u, CUSTOMER)
-        timers = self._timers(CUSTOMER, p)
-        state = cache.load(key)
-        mark = self._mark("customer", key, t) if state is None else None
-        out = Outbox()
-        try:
-            kept = self.engine.on_customer(state, item, t, out, mark)
-        except Exception as exc:  # the engine is pure: its error is this input's
-            cache.rollback(key)
-            self._poisoned(CUSTOMER, item, exc, u)
-            return
-        self._collect(out, t, seq, u)
-        cache.save(key, kept)
-        if kept is not None:
-            timers.schedule(key, self.engine.next_due(kept))
+            scope.signal(item, t, u.out)
         else:
-            timers.forget(key)
+            scope.apply(item.customer_id, item, t, u.out)  # type: ignore[attr-defined]
+        self._collect(u.out, t, seq, u)
