@@ -10,7 +10,15 @@ import pytest
 
 from tactful.core.engine import ERASED, INDEX, Outbox
 from tactful.core.messages import CartIndex, ErasureMark, SessionFact, SkuSignal
-from tactful.core.runtime import DictMarks, DictStore, HolderIndex, Scope, TimerIndex, keep_local
+from tactful.core.runtime import (
+    DictMarks,
+    DictStore,
+    EventTimeMerger,
+    HolderIndex,
+    Scope,
+    TimerIndex,
+    keep_local,
+)
 
 
 def test_a_due_time_moving_earlier_is_queued_and_one_moving_later_keeps_its_entry() -> None:
@@ -216,3 +224,38 @@ def test_a_signal_reaches_every_holder_and_a_restored_key_holds_its_skus() -> No
     scope.signal(signal, 2.0, out)
     assert [d for _, d in out.decisions] == [f"{signal}@2.0", f"{signal}@2.0"]
     assert keep_local("customer", "c1", signal, scope.marks, scope.holders) is False
+
+
+# ------------------------------------------------------------ the stream clock's merger
+
+def test_nothing_is_released_until_every_source_has_been_heard_of() -> None:
+    merger = EventTimeMerger(("a", "b"))
+    assert merger.hold("k1", 5.0, (), "x")
+    merger.note("a", 10.0)
+    assert merger.watermark() == float("-inf") and list(merger.release()) == []
+    merger.note("b", 4.0)
+    assert list(merger.release()) == []  # b's clock is behind the input
+    merger.note("b", 5.0)
+    assert list(merger.release()) == [(5.0, "k1", "x")]
+
+
+def test_inputs_go_in_time_then_sequence_then_arrival_order_and_clocks_never_go_back() -> None:
+    merger = EventTimeMerger(("a",))
+    for key, ts, seq in (("late", 3.0, (1,)), ("second", 2.0, (7, 2)), ("first", 2.0, (7, 1)),
+                         ("tie-1", 2.5, ()), ("tie-2", 2.5, ())):
+        merger.hold(key, ts, seq, key)
+    merger.note("a", 2.5)
+    merger.note("a", 1.0)  # an older clock changes nothing
+    assert [key for _, key, _ in merger.release()] == ["first", "second", "tie-1", "tie-2"]
+    assert merger.sources == {"a": 2.5}
+    merger.note("a", 3.0)
+    assert [key for _, key, _ in merger.release()] == ["late"]
+
+
+def test_a_redelivery_while_waiting_is_held_once_and_can_wait_again_once_released() -> None:
+    merger = EventTimeMerger(("a",))
+    assert merger.hold("k", 1.0, (), "x")
+    assert not merger.hold("k", 1.0, (), "x")
+    merger.note("a", 1.0)
+    assert len(list(merger.release())) == 1
+    assert merger.hold("k", 2.0, (), "x")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from tactful.core.engine import Engine
 
 K = TypeVar("K", bound=Hashable)
+NEG_INF = float("-inf")
 
 
 class TimerIndex(Generic[K]):
@@ -352,3 +353,52 @@ def keep_local(scope: str, key: str, msg: object, marks: Marks,
         holders.apply(msg)
         return True
     return False
+
+
+class EventTimeMerger:
+    """Inputs from many upstream partitions, applied in event-time order (the worker's
+    stream clock, on a customer partition): each waits until every source's clock (its
+    watermark) has reached its time; equal times go in (sequence, arrival) order, the
+    order replay reads them in. ``sources`` is each source's clock, never moving back.
+    What waits is in memory here; a driver that must survive a crash keeps it durable
+    (the worker's ``pending`` table) and holds it again on recovery."""
+
+    __slots__ = ("buffer", "held", "names", "order", "sources")
+
+    def __init__(self, names: tuple[str, ...], sources: dict[str, float] | None = None) -> None:
+        self.names = names
+        self.sources: dict[str, float] = {} if sources is None else sources
+        self.buffer: list[tuple[float, tuple[int, ...], int, Hashable, object]] = []
+        self.held: set[Hashable] = set()
+        self.order = 0
+
+    def note(self, source: str, ts: float) -> None:
+        """A source's clock has reached ``ts`` (an older time changes nothing)."""
+        sources = self.sources
+        known = sources.get(source)
+        if known is None or ts > known:
+            sources[source] = ts
+
+    def watermark(self) -> float:
+        """The earliest of the sources' clocks: -inf until every one has been heard of."""
+        get = self.sources.get
+        return min(get(name, NEG_INF) for name in self.names)
+
+    def hold(self, key: Hashable, ts: float, seq: tuple[int, ...], item: object) -> bool:
+        """Keep ``item`` until the watermark passes ``ts``; False when ``key`` waits
+        already (a redelivery)."""
+        if key in self.held:
+            return False
+        self.held.add(key)
+        self.order += 1
+        heapq.heappush(self.buffer, (ts, seq, self.order, key, item))
+        return True
+
+    def release(self) -> Iterator[tuple[float, Hashable, object]]:
+        """Each input the watermark has passed, in order: (time, key, item)."""
+        mark = self.watermark()
+        buffer = self.buffer
+        while buffer and buffer[0][0] <= mark:
+            ts, _, _, key, item = heapq.heappop(buffer)
+            self.held.discard(key)
+            yield ts, key, item

@@ -29,8 +29,6 @@ partition with a clock marker).
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import time
 import traceback
@@ -78,7 +76,14 @@ from tactful.core.events import (
 from tactful.core.explain import timeline
 from tactful.core.messages import EraseSession, ErasureMark, SkuSignal
 from tactful.core.outputs import Cancellation
-from tactful.core.runtime import HolderIndex, Scope, SkuScope, TimerIndex, keep_local
+from tactful.core.runtime import (
+    EventTimeMerger,
+    HolderIndex,
+    Scope,
+    SkuScope,
+    TimerIndex,
+    keep_local,
+)
 from tactful.core.state import CustomerState, SessionState, SkuState, decode_state, encode_state
 from tactful.service.faust.app import TactfulApp, bytes_table
 from tactful.service.faust.feed import BatchFeed, Source, ack, current, track
@@ -156,28 +161,15 @@ def seq_key(seq: str) -> tuple[int, ...]:
 
 
 @dataclass
-class Pending:
-    """A customer-side input waiting for the watermark (stream clock).
-
-    It is also stored in the ``pending`` table under ``key`` until applied, so a crash or
-    a rebalance hands it to the partition's next owner; the input itself is acked at once.
-    """
-
-    ts: float
-    seq: tuple[int, ...]
-    order: int
-    item: object
-    key: bytes = field(compare=False)
-
-
-@dataclass
 class PartitionClock:
     """What a partition of one agent knows about time."""
 
     clock: float = NEG_INF
     sources: dict[str, float] = field(default_factory=dict)  # customer side: upstream marks
-    buffer: list[tuple[float, tuple[int, ...], int, Pending]] = field(default_factory=list)
-    buffered: set[bytes] = field(default_factory=set)
+    # Stream clock, customer side: the inputs waiting for the watermark (over ``sources``).
+    # Each is also in the ``pending`` table until applied, so a crash or a rebalance hands
+    # it to the partition's next owner; the input itself is acked at once.
+    merger: EventTimeMerger | None = None
     # Internal messages taken: the last position from each origin (``first_delivery``).
     received: dict[str, tuple[int, int]] = field(default_factory=dict)
     loaded: bool = False
@@ -372,8 +364,6 @@ class Worker:
         self.sku_scope = SkuScope(engine, self.stores[SKU], self._step_failed)
         self._unit: Unit | None = None  # the unit in hand, for a step that fails
         self.partition_clocks: dict[tuple[str, int], PartitionClock] = {}
-        self._watermark_sources: dict[int, tuple[str, ...]] = {}  # per customer partition
-        self._order = itertools.count()
         self.metrics = metrics
         metrics.watch(self._lag, self._sizes)
         self._register()
@@ -945,7 +935,7 @@ class Worker:
             if marker is not None:
                 if self.stream_clock:
                     clock = u.clocks[(CUSTOMER, p)] = self._clock(CUSTOMER, p)
-                    clock.sources[source] = max(clock.sources.get(source, NEG_INF), marker)
+                    self._merger(p, clock).note(source, marker)
                     self._release(p, u)
                 return
             for item, t, item_seq in events:
@@ -954,7 +944,7 @@ class Worker:
                 raws.append(b"e" + msgspec.json.encode(item))
                 if self.stream_clock:
                     clock = self._clock(CUSTOMER, p)
-                    clock.sources[source] = max(clock.sources.get(source, NEG_INF), t)
+                    self._merger(p, clock).note(source, t)
         else:
             for index, env in enumerate(self._envelopes(message)):
                 body = env.body
@@ -966,8 +956,7 @@ class Worker:
                 elif isinstance(body, Watermark):
                     if self.stream_clock:
                         clock = self._clock(CUSTOMER, p)
-                        clock.sources[body.source] = max(
-                            clock.sources.get(body.source, NEG_INF), body.ts)
+                        self._merger(p, clock).note(body.source, body.ts)
                         self._release(p, u)
                 elif isinstance(body, Forwarded):
                     event = self._forwarded(CUSTOMER, p, env, u)
@@ -995,17 +984,11 @@ class Worker:
         clock = self._clock(CUSTOMER, p)
         short = u.topic.rsplit(".", 1)[-1]
         key = f"{p}/{short}/{u.partition}/{u.offset}/{index}".encode()
-        if key in clock.buffered:
+        if not self._merger(p, clock).hold(key, t, seq_key(seq), entry):
             return  # redelivered while still waiting
         u.pending[key] = msgspec.msgpack.encode((t, seq, raw))
-        self._buffer(clock, Pending(t, seq_key(seq), next(self._order), entry, key))
         if release:
             self._release(p, u)
-
-    @staticmethod
-    def _buffer(clock: PartitionClock, pending: Pending) -> None:
-        clock.buffered.add(pending.key)
-        heapq.heappush(clock.buffer, (pending.ts, pending.seq, pending.order, pending))
 
     def _reload_pending(self, p: int, clock: PartitionClock) -> None:
         """A partition's waiting inputs, as a previous owner left them in the table."""
@@ -1013,32 +996,30 @@ class Worker:
         for key in sorted(k for k in self.pending if k.startswith(prefix)):
             t, seq, raw = msgspec.msgpack.decode(self.pending[key], type=tuple[float, str, bytes])
             item: object = decode_event(raw[1:]) if raw[:1] == b"e" else unpack(raw[1:]).body
-            self._buffer(clock, Pending(t, seq_key(seq), next(self._order), item, key))
+            self._merger(p, clock).hold(key, t, seq_key(seq), item)
 
-    def _watermark_of(self, p: int, clock: PartitionClock) -> float:
-        """The customer partition's watermark: the earliest of its sources' clocks (every
-        session and sku partition, and its own consent and feedback partitions)."""
-        names = self._watermark_sources.get(p)
-        if names is None:
+    def _merger(self, p: int, clock: PartitionClock) -> EventTimeMerger:
+        """The customer partition's merger: its watermark is the earliest clock of every
+        session and sku partition, and of its own consent and feedback partitions."""
+        merger = clock.merger
+        if merger is None:
             n = self.partitions
-            names = self._watermark_sources[p] = (
-                *(f"session:{q}" for q in range(n)), *(f"sku:{q}" for q in range(n)),
-                f"consent:{p}", f"feedback:{p}")
-        get = clock.sources.get
-        return min(get(name, NEG_INF) for name in names)
+            names = (*(f"session:{q}" for q in range(n)), *(f"sku:{q}" for q in range(n)),
+                     f"consent:{p}", f"feedback:{p}")
+            merger = clock.merger = EventTimeMerger(names, clock.sources)
+        return merger
 
     def _release(self, p: int, u: Unit) -> None:
         """Apply, in (time, sequence) order, every buffered input the watermark has passed."""
         clock = self._clock(CUSTOMER, p)
         u.clocks[(CUSTOMER, p)] = clock
-        mark = self._watermark_of(p, clock)
-        while clock.buffer and clock.buffer[0][0] <= mark:
-            _, _, _, pending = heapq.heappop(clock.buffer)
-            self._customer_time(p, pending.ts, u)
-            self._apply_customer(p, pending.item, pending.ts, "", u)
-            clock.buffered.discard(pending.key)
-            if u.pending.pop(pending.key, None) is None:
-                u.pending[pending.key] = None  # written by an earlier unit: delete it
+        merger = self._merger(p, clock)
+        mark = merger.watermark()
+        for ts, key, item in merger.release():
+            self._customer_time(p, ts, u)
+            self._apply_customer(p, item, ts, "", u)
+            if u.pending.pop(key, None) is None:  # type: ignore[call-overload]
+                u.pending[key] = None  # type: ignore[index]  # an earlier unit's: delete it
         if mark > NEG_INF:
             self._customer_time(p, mark, u)
 
