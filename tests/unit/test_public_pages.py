@@ -79,6 +79,26 @@ async def test_one_click_post_revokes_that_channel_and_answers_200(site) -> None
     assert fakes.sent[1] == fakes.sent[0]
 
 
+async def test_a_retry_across_a_minute_boundary_is_the_same_event() -> None:
+    fakes = Fakes()
+    start = (NOW // 60 + 1) * 60 - 1  # one second before a minute ends
+    now = [start]
+    pages = PublicPages(ROTATED, fakes.choices, fakes.produce, "tactful.consent",
+                        clock=lambda: now[0])
+    path = f"/u/{token('unsubscribe')}"
+    async with TestClient(TestServer(pages.app())) as client:
+        for offset in (0.0, 2.0, 59.5, 61.0):
+            now[0] = start + offset
+            r = await client.post(path, data=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
+            assert r.status == 200
+    ids = [event["event_id"] for _key, event in fakes.sent]
+    # Within 60 s of the first, across the minute's end: one event, with the first's time.
+    assert ids[0] == ids[1] == ids[2]
+    assert fakes.sent[0] == fakes.sent[1] == fakes.sent[2]
+    # 61 s after the first: another revocation (of a revoked channel: harmless).
+    assert ids[3] != ids[0]
+
+
 async def test_one_click_as_multipart_form_data_is_taken_too(site) -> None:  # type: ignore[no-untyped-def]
     import aiohttp
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +58,9 @@ class Unavailable(Exception):
 
 NOT_HELD = None  # what ``choices`` answers for a customer tactful holds nothing about
 
+RETRY_WINDOW = 60.0  # a mailbox provider's retries of one one-click within this are one event
+RECENT_CLICKS = 10_000  # links remembered before the stale ones are dropped
+
 ChoicesReader = Callable[[LinkClaims, str], Awaitable[Choices | None]]
 Producer = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
 
@@ -73,6 +76,9 @@ class PublicPages:
     produce: Producer
     consent_topic: str
     clock: Callable[[], float] = time.time
+    # (intent id, channel) -> when its one-click unsubscribe first came, for RETRY_WINDOW.
+    _first_click: dict[tuple[str, str], float] = field(default_factory=dict, init=False,
+                                                       repr=False)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
@@ -127,13 +133,28 @@ class PublicPages:
                                     "An unsubscribe request carries List-Unsubscribe=One-Click."),
                         400)
         event = unsubscribe(claims.customer_id, claims.channel,  # type: ignore[arg-type]
-                            claims.intent_id, self.clock())
+                            claims.intent_id, self._first(claims, self.clock()))
         try:
             await self._send([event], claims.customer_id)
         except TransientError:
             return page(pages.unavailable(), 503, **{"Retry-After": "5"})
         log.info("one-click unsubscribe", extra={"channel": claims.channel})
         return page(pages.unsubscribed(claims.channel))
+
+    def _first(self, claims: LinkClaims, now: float) -> float:
+        """When this link's one-click first came, if within ``RETRY_WINDOW`` of ``now``.
+        A retry then carries the first request's time, so it is the same event even across
+        a minute's boundary; another process (or a restart) falls back on the minute
+        alone."""
+        recent = self._first_click
+        if len(recent) > RECENT_CLICKS:
+            for k in [k for k, t in recent.items() if now - t >= RETRY_WINDOW]:
+                del recent[k]
+        key = (claims.intent_id, claims.channel)
+        first = recent.get(key)
+        if first is None or not 0 <= now - first < RETRY_WINDOW:
+            recent[key] = first = now
+        return first
 
     # ------------------------------------------------------------- /p/{token}
 
