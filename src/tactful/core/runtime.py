@@ -203,6 +203,18 @@ class DictMarks:
         del self.data[stored]
 
 
+def failed_step(store: Store[Any], scope: str, key: str, item: object | None,
+                exc: Exception, out: Outbox, kept: tuple[int, int, int],
+                on_error: OnError | None) -> None:
+    """What a failed step leaves: the key rolled back, the step's outputs (those after
+    ``kept``) dropped, and the error handed to ``on_error``, or raised without one."""
+    store.rollback(key)
+    del out.intents[kept[0]:], out.decisions[kept[1]:], out.internal[kept[2]:]
+    if on_error is None:
+        raise exc
+    on_error(scope, key, item, exc)
+
+
 class Scope(Generic[S]):
     """One scope's keys with timers (session or customer): on one partition in the
     worker, all of them in replay. Every step of the scope goes through here: the
@@ -227,11 +239,7 @@ class Scope(Generic[S]):
 
     def _failed(self, key: str, item: object | None, exc: Exception, out: Outbox,
                 kept: tuple[int, int, int]) -> None:
-        self.store.rollback(key)
-        del out.intents[kept[0]:], out.decisions[kept[1]:], out.internal[kept[2]:]
-        if self.on_error is None:
-            raise exc
-        self.on_error(self.name, key, item, exc)
+        failed_step(self.store, self.name, key, item, exc, out, kept, self.on_error)
 
     def _mark(self, key: str, now: float) -> ErasureMark | None:
         marks = self.marks
@@ -330,11 +338,7 @@ class SkuScope:
         try:
             new = self.engine.on_sku(self.store.load(key), msg, t, out)
         except Exception as exc:  # the engine is pure: its error is this input's
-            self.store.rollback(key)
-            del out.intents[kept[0]:], out.decisions[kept[1]:], out.internal[kept[2]:]
-            if self.on_error is None:
-                raise
-            self.on_error(SKU, key, msg, exc)
+            failed_step(self.store, SKU, key, msg, exc, out, kept, self.on_error)
             return
         self.store.save(key, new)
 
@@ -355,7 +359,7 @@ def keep_local(scope: str, key: str, msg: object, marks: Marks,
     return False
 
 
-class EventTimeMerger:
+class EventTimeMerger(Generic[K]):
     """Inputs from many upstream partitions, applied in event-time order (the worker's
     stream clock, on a customer partition): each waits until every source's clock (its
     watermark) has reached its time; equal times go in (sequence, arrival) order, the
@@ -368,8 +372,8 @@ class EventTimeMerger:
     def __init__(self, names: tuple[str, ...], sources: dict[str, float] | None = None) -> None:
         self.names = names
         self.sources: dict[str, float] = {} if sources is None else sources
-        self.buffer: list[tuple[float, tuple[int, ...], int, Hashable, object]] = []
-        self.held: set[Hashable] = set()
+        self.buffer: list[tuple[float, tuple[int, ...], int, K, object]] = []
+        self.held: set[K] = set()
         self.order = 0
 
     def note(self, source: str, ts: float) -> None:
@@ -384,7 +388,7 @@ class EventTimeMerger:
         get = self.sources.get
         return min(get(name, NEG_INF) for name in self.names)
 
-    def hold(self, key: Hashable, ts: float, seq: tuple[int, ...], item: object) -> bool:
+    def hold(self, key: K, ts: float, seq: tuple[int, ...], item: object) -> bool:
         """Keep ``item`` until the watermark passes ``ts``; False when ``key`` waits
         already (a redelivery)."""
         if key in self.held:
@@ -394,7 +398,7 @@ class EventTimeMerger:
         heapq.heappush(self.buffer, (ts, seq, self.order, key, item))
         return True
 
-    def release(self) -> Iterator[tuple[float, Hashable, object]]:
+    def release(self) -> Iterator[tuple[float, K, object]]:
         """Each input the watermark has passed, in order: (time, key, item)."""
         mark = self.watermark()
         buffer = self.buffer

@@ -169,7 +169,7 @@ class PartitionClock:
     # Stream clock, customer side: the inputs waiting for the watermark (over ``sources``).
     # Each is also in the ``pending`` table until applied, so a crash or a rebalance hands
     # it to the partition's next owner; the input itself is acked at once.
-    merger: EventTimeMerger | None = None
+    merger: EventTimeMerger[bytes] | None = None
     # Internal messages taken: the last position from each origin (``first_delivery``).
     received: dict[str, tuple[int, int]] = field(default_factory=dict)
     loaded: bool = False
@@ -998,7 +998,7 @@ class Worker:
             item: object = decode_event(raw[1:]) if raw[:1] == b"e" else unpack(raw[1:]).body
             self._merger(p, clock).hold(key, t, seq_key(seq), item)
 
-    def _merger(self, p: int, clock: PartitionClock) -> EventTimeMerger:
+    def _merger(self, p: int, clock: PartitionClock) -> EventTimeMerger[bytes]:
         """The customer partition's merger: its watermark is the earliest clock of every
         session and sku partition, and of its own consent and feedback partitions."""
         merger = clock.merger
@@ -1006,7 +1006,8 @@ class Worker:
             n = self.partitions
             names = (*(f"session:{q}" for q in range(n)), *(f"sku:{q}" for q in range(n)),
                      f"consent:{p}", f"feedback:{p}")
-            merger = clock.merger = EventTimeMerger(names, clock.sources)
+            merger = EventTimeMerger(names, clock.sources)
+            clock.merger = merger
         return merger
 
     def _release(self, p: int, u: Unit) -> None:
@@ -1018,8 +1019,8 @@ class Worker:
         for ts, key, item in merger.release():
             self._customer_time(p, ts, u)
             self._apply_customer(p, item, ts, "", u)
-            if u.pending.pop(key, None) is None:  # type: ignore[call-overload]
-                u.pending[key] = None  # type: ignore[index]  # an earlier unit's: delete it
+            if u.pending.pop(key, None) is None:
+                u.pending[key] = None  # an earlier unit's: delete it
         if mark > NEG_INF:
             self._customer_time(p, mark, u)
 
