@@ -106,21 +106,32 @@ class Variant:
     shape: str  # single | batched
     workers: int
     against: str = ""  # another checkout's src/ (``--against``): that commit's worker
+    partitions: int = 0  # of every topic; 0: the run's (PARTITIONS)
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """``wall-alo-single-1``: clock, alo|eos, single|batched, workers."""
-        m = re.fullmatch(r"(wall|stream)-(alo|eos)-(single|batched)-([12])", text)
+        """``wall-alo-single-1``: clock, alo|eos, single|batched, workers; ``-p32`` after
+        it: on 32 partitions instead of the run's 4."""
+        m = re.fullmatch(r"(wall|stream)-(alo|eos)-(single|batched)-([12])(?:-p([1-9]\d*))?",
+                         text)
         if not m:
             raise argparse.ArgumentTypeError(
-                f"{text!r}: a variant is CLOCK-GUARANTEE-SHAPE-WORKERS, e.g. wall-alo-single-1")
-        clock, g, shape, n = m.groups()
-        return cls(clock, "at_least_once" if g == "alo" else "exactly_once", shape, int(n))
+                f"{text!r}: a variant is CLOCK-GUARANTEE-SHAPE-WORKERS[-pPARTITIONS], e.g. "
+                "wall-alo-single-1 or wall-eos-single-1-p32")
+        clock, g, shape, n, parts = m.groups()
+        return cls(clock, "at_least_once" if g == "alo" else "exactly_once", shape, int(n),
+                   partitions=int(parts or 0))
+
+    @property
+    def topic_partitions(self) -> int:
+        return self.partitions or PARTITIONS
 
     @property
     def key(self) -> str:
         g = "alo" if self.guarantee == "at_least_once" else "eos"
         base = f"tactful-{self.clock}-{g}-{self.shape}-{self.workers}"
+        if self.partitions:
+            base += f"-p{self.partitions}"
         return f"{base}-before" if self.against else base
 
     @property
@@ -129,6 +140,8 @@ class Variant:
         shape = "one event per message" if self.shape == "single" else "storefront batches"
         workers = "1 worker" if self.workers == 1 else f"{self.workers} workers"
         label = f"tactful worker: {self.clock} clock, {g}, {shape}, {workers}"
+        if self.partitions:
+            label += f", {self.partitions} partitions"
         return f"{label}, at `{_commit_of(self.against)}` (before)" if self.against else label
 
 
@@ -227,15 +240,16 @@ async def run_tactful(v: Variant, bootstrap: str, b: Backlog, expected: dict[str
     run = procs.tag()
     prefix, app = f"b{run}.", f"bench-{run}"
     r = Round(number, b.events, len(b.records))
+    partitions = v.topic_partitions
     spy: subprocess.Popen[bytes] | None = None
     workers: list[procs.Proc] = []
     try:
         until = datetime.fromisoformat(UNTIL).timestamp()
-        r.produce_s = await backlog.produce(bootstrap, prefix, b, PARTITIONS, until)
-        await backlog.create_topics(bootstrap, [prefix + t for t in OUTPUTS], PARTITIONS)
-        inputs = await backlog.end_offsets(bootstrap, [prefix + t for t in INPUTS], PARTITIONS)
+        r.produce_s = await backlog.produce(bootstrap, prefix, b, partitions, until)
+        await backlog.create_topics(bootstrap, [prefix + t for t in OUTPUTS], partitions)
+        inputs = await backlog.end_offsets(bootstrap, [prefix + t for t in INPUTS], partitions)
         env = {**os.environ, "TACTFUL_BOOTSTRAP": bootstrap, "TACTFUL_APP_ID": app,
-               "TACTFUL_TOPIC_PREFIX": prefix, "TACTFUL_PARTITIONS": str(PARTITIONS),
+               "TACTFUL_TOPIC_PREFIX": prefix, "TACTFUL_PARTITIONS": str(partitions),
                "TACTFUL_CLOCK": v.clock, "TACTFUL_PROCESSING_GUARANTEE": v.guarantee,
                "TACTFUL_STORE": "memory://", "TACTFUL_LOG_LEVEL": "warning"}
         if v.against:  # that checkout's tactful first on the path (editable installs)
@@ -255,7 +269,7 @@ async def run_tactful(v: Variant, bootstrap: str, b: Backlog, expected: dict[str
                                         "--nonblocking", "-o", str(profile)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
-        done = await wait_done(bootstrap, app, prefix, inputs, PARTITIONS,
+        done = await wait_done(bootstrap, app, prefix, inputs, partitions,
                                expected if v.clock == "stream" else None, workers, timeout,
                                on_progress=record)
         r.peak_rss_mib = [w.peak_rss_mib() for w in workers]
@@ -451,8 +465,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     metavar="EVENTS_PER_S",
                     help="background loads of the latency runs after the idle one (default: "
                          f"half the median of {LOAD_VARIANT} in this run; 0: idle only)")
-    ap.add_argument("--profile", action="store_true",
-                    help="also py-spy the worker (wall, at least once, single) for 30 s")
+    ap.add_argument("--profile", nargs="?", type=Variant.parse, const=PROFILED,
+                    default=None, metavar="V",
+                    help="also py-spy the worker for 30 s: variant V (default "
+                         "wall-alo-single-1)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds a run may take at most (default: 300 + 1 per 200 events)")
     ap.add_argument("--against", metavar="DIR", default=None,
@@ -558,12 +574,13 @@ def main(argv: list[str] | None = None) -> int:
                     say(json.dumps(one))
                     lat.append(one)
             if args.profile:
-                raw = CACHE / f"compare-{path.stem}.pyspy.txt"
-                say(f"py-spy on the worker ({PROFILED.key}), 30 s at most ...")
-                asyncio.run(run_tactful(PROFILED, bootstrap, single, None, work, 0,
+                spied: Variant = args.profile
+                raw = CACHE / f"compare-{path.stem}-{spied.key}.pyspy.txt"
+                say(f"py-spy on the worker ({spied.key}), 30 s at most ...")
+                asyncio.run(run_tactful(spied, bootstrap, shapes[spied.shape], None, work, 0,
                                         args.timeout, profile=raw))
                 profile_text = summarise_raw(raw.read_text(), 30)
-                print(f"py-spy of {PROFILED.label}, from its first progress (raw stacks: "
+                print(f"py-spy of {spied.label}, from its first progress (raw stacks: "
                       f"{raw.relative_to(ROOT)}):\n{profile_text}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
