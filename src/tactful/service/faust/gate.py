@@ -315,14 +315,17 @@ class ChangelogGate:
             for result in results:
                 if isinstance(result, BaseException) and not isinstance(result, Exception):
                     raise result  # cancelled: the stop goes on
+            settled: dict[Slot, list[Held]] = {}
             for partition, result in zip(partitions, results, strict=False):
                 if isinstance(result, BaseException):
                     ok = False
                     log.warning("state and offsets of a partition not committed",
                                 extra={"partition": partition, "error": str(result)})
                     continue
-                self._settle({s: members[s] for s in records[partition]})
+                settled.update((s, members[s]) for s in records[partition])
                 self._note_committed(offsets.get(partition, {}))
+            # Once for every committed partition: settling walks all that is held.
+            self._settle(settled)
             if plain:
                 if results[-1] is True:
                     self._note_committed(plain)
