@@ -265,6 +265,26 @@ class TableMarks:
 MAX_BUNDLE_BYTES = 512 * 1024  # well under Kafka's default 1 MiB record limit
 
 
+class Waiting:
+    """A stream-clock input that waits for the watermark, as the ``pending`` table keeps
+    it: msgpack ``(t, seq, kind + raw)``, where kind ``e`` is a storefront event (its
+    JSON) and ``w`` an internal message (its envelope). Encoded only if it still waits
+    when its unit ends: most inputs are released within the unit that brought them."""
+
+    __slots__ = ("entry", "kind", "raw", "seq", "t")
+
+    def __init__(self, t: float, seq: str, kind: bytes, raw: bytes | None,
+                 entry: object) -> None:
+        self.t, self.seq, self.kind, self.raw, self.entry = t, seq, kind, raw, entry
+
+    def encode(self) -> bytes:
+        raw = self.raw
+        if raw is None:
+            raw = (msgspec.json.encode(self.entry) if self.kind == b"e"
+                   else envelope(self.t, self.seq, self.entry))  # type: ignore[arg-type]
+        return msgspec.msgpack.encode((self.t, self.seq, self.kind + raw))
+
+
 class Unit:
     """The records of one topic-partition in a batch, processed as one: what they send
     goes out at the end in one record per destination partition (``wire.bundle``), what
@@ -291,7 +311,9 @@ class Unit:
         self.caches: dict[str, StateCache] = {}  # the stores the unit touched
         self.out = Outbox()  # each step's outputs, taken (``Worker._collect``) after it
         self.clocks: dict[tuple[str, int], PartitionClock] = {}  # changed: saved at the end
-        self.pending: dict[bytes, bytes | None] = {}  # stream clock: waiting-input writes
+        # stream clock: the inputs left waiting (encoded at the end, ``Worker._finish``,
+        # so that one released within the unit costs no encoding) and the deletions
+        self.pending: dict[bytes, Waiting | None] = {}
         self.tally: Tally = {}  # metrics, added at the end (``Metrics.add``)
         self.lateness: list[float] = []  # wall clock: seconds each timer fired late
         self.appended: float | None = message.timestamp  # the first record's Kafka timestamp
@@ -645,9 +667,9 @@ class Worker:
         store that fails stops the worker before anything of the unit is sent."""
         for cache in u.caches.values():
             cache.write()
-        for waiting, raw in u.pending.items():
-            if raw is not None:
-                self.pending[waiting] = raw
+        for waiting, held in u.pending.items():
+            if held is not None:
+                self.pending[waiting] = held.encode()
             elif waiting in self.pending:
                 del self.pending[waiting]
         for (scope, p), clock in u.clocks.items():
@@ -928,7 +950,6 @@ class Worker:
     def on_customer_record(self, u: Unit, message: Any) -> None:
         p = message.partition
         items: list[tuple[float, str, object]] = []
-        raws: list[bytes] = []  # what the pending table keeps of each item
         if message.topic != self.names["customer-events"]:
             marker, events = self._inputs(message, u)
             source = f"{message.topic.rsplit('.', 1)[-1]}:{p}"
@@ -941,7 +962,6 @@ class Worker:
             for item, t, item_seq in events:
                 assert isinstance(item, CustomerEvent)
                 items.append((t, item_seq, item))
-                raws.append(b"e" + msgspec.json.encode(item))
                 if self.stream_clock:
                     clock = self._clock(CUSTOMER, p)
                     self._merger(p, clock).note(source, t)
@@ -961,23 +981,25 @@ class Worker:
                 elif isinstance(body, Forwarded):
                     event = self._forwarded(CUSTOMER, p, env, u)
                     if isinstance(event, CustomerEvent):
-                        self._customer_input(p, env.ts, env.seq, event,
-                                                   b"e" + body.event, index, u)
+                        self._customer_input(p, env.ts, env.seq, event, b"e",
+                                             body.event, index, u)
                 elif self._first_delivery(CUSTOMER, p, env, u):
                     # (a repeat is dropped: its first delivery was taken, or waits, here)
-                    self._customer_input(p, env.ts, env.seq, body,
-                                               b"w" + envelope(env.ts, env.seq, body), index, u)
+                    self._customer_input(p, env.ts, env.seq, body, b"w", None, index, u)
             return
-        for index, ((t, seq, entry), raw) in enumerate(zip(items, raws, strict=True)):
-            self._customer_input(p, t, seq, entry, raw, index, u, release=False)
+        for index, (t, seq, entry) in enumerate(items):
+            self._customer_input(p, t, seq, entry, b"e", None, index, u, release=False)
         if self.stream_clock and items:
             self._release(p, u)  # once every item of the record waits
 
-    def _customer_input(self, p: int, t: float, seq: str, entry: object, raw: bytes,
-                              index: int, u: Unit, *, release: bool = True) -> None:
+    def _customer_input(self, p: int, t: float, seq: str, entry: object, kind: bytes,
+                        raw: bytes | None, index: int, u: Unit, *,
+                        release: bool = True) -> None:
         """Apply a customer-side input now (wall clock), or once the watermark has
         passed it (stream clock: kept until then in ``pending``, under its record's
-        coordinates, so a redelivery while it waits is not kept twice)."""
+        coordinates, so a redelivery while it waits is not kept twice). ``kind`` says
+        how ``pending`` keeps it (``Waiting``); ``raw`` is its encoding when the record
+        already carries one."""
         if not self.stream_clock:
             self._apply_customer(p, entry, t, seq, u)
             return
@@ -986,7 +1008,7 @@ class Worker:
         key = f"{p}/{short}/{u.partition}/{u.offset}/{index}".encode()
         if not self._merger(p, clock).hold(key, t, seq_key(seq), entry):
             return  # redelivered while still waiting
-        u.pending[key] = msgspec.msgpack.encode((t, seq, raw))
+        u.pending[key] = Waiting(t, seq, kind, raw, entry)
         if release:
             self._release(p, u)
 
