@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tactful.core.engine import ERASED, INDEX, Outbox
 from tactful.core.messages import CartIndex, ErasureMark, SessionFact, SkuSignal
@@ -250,6 +252,18 @@ def test_inputs_go_in_time_then_sequence_then_arrival_order_and_clocks_never_go_
     assert merger.sources == {"a": 2.5}
     merger.note("a", 3.0)
     assert [key for _, key, _ in merger.release()] == ["late"]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcz"), st.integers(0, 6)), max_size=30))
+def test_the_watermark_is_always_the_earliest_source_clock(notes: list[tuple[str, int]]) -> None:
+    # "z" is no source of this merger: hearing of it moves nothing
+    merger: EventTimeMerger[str] = EventTimeMerger(("a", "b", "c"))
+    clocks: dict[str, float] = {}
+    for source, ts in notes:
+        merger.note(source, float(ts))
+        clocks[source] = max(clocks.get(source, float("-inf")), float(ts))
+        expected = min(clocks.get(name, float("-inf")) for name in "abc")
+        assert merger.watermark() == expected
 
 
 def test_a_redelivery_while_waiting_is_held_once_and_can_wait_again_once_released() -> None:

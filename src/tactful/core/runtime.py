@@ -367,7 +367,7 @@ class EventTimeMerger(Generic[K]):
     What waits is in memory here; a driver that must survive a crash keeps it durable
     (the worker's ``pending`` table) and holds it again on recovery."""
 
-    __slots__ = ("buffer", "held", "names", "order", "sources")
+    __slots__ = ("buffer", "held", "mark", "names", "order", "sources")
 
     def __init__(self, names: tuple[str, ...], sources: dict[str, float] | None = None) -> None:
         self.names = names
@@ -375,6 +375,7 @@ class EventTimeMerger(Generic[K]):
         self.buffer: list[tuple[float, tuple[int, ...], int, K, object]] = []
         self.held: set[K] = set()
         self.order = 0
+        self.mark: float | None = None  # the watermark, None until computed again
 
     def note(self, source: str, ts: float) -> None:
         """A source's clock has reached ``ts`` (an older time changes nothing)."""
@@ -382,11 +383,18 @@ class EventTimeMerger(Generic[K]):
         known = sources.get(source)
         if known is None or ts > known:
             sources[source] = ts
+            mark = self.mark
+            if mark is not None and (known is None or known <= mark):
+                self.mark = None  # it may have been the earliest: the watermark may move
 
     def watermark(self) -> float:
-        """The earliest of the sources' clocks: -inf until every one has been heard of."""
-        get = self.sources.get
-        return min(get(name, NEG_INF) for name in self.names)
+        """The earliest of the sources' clocks: -inf until every one has been heard of.
+        Computed again only after a source that may have been the earliest moved."""
+        mark = self.mark
+        if mark is None:
+            get = self.sources.get
+            mark = self.mark = min(get(name, NEG_INF) for name in self.names)
+        return mark
 
     def hold(self, key: K, ts: float, seq: tuple[int, ...], item: object) -> bool:
         """Keep ``item`` until the watermark passes ``ts``; False when ``key`` waits
