@@ -363,7 +363,8 @@ class EventTimeMerger(Generic[K]):
     """Inputs from many upstream partitions, applied in event-time order (the worker's
     stream clock, on a customer partition): each waits until every source's clock (its
     watermark) has reached its time; equal times go in (sequence, arrival) order, the
-    order replay reads them in. ``sources`` is each source's clock, never moving back.
+    order replay reads them in. ``sources`` is each source's clock, never moving back,
+    and moved only through ``note`` once given here (the watermark is kept between them).
     What waits is in memory here; a driver that must survive a crash keeps it durable
     (the worker's ``pending`` table) and holds it again on recovery."""
 

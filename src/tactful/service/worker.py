@@ -269,7 +269,7 @@ class Waiting:
     """A stream-clock input that waits for the watermark, as the ``pending`` table keeps
     it: msgpack ``(t, seq, kind + raw)``, where kind ``e`` is a storefront event (its
     JSON) and ``w`` an internal message (its envelope). Encoded only if it still waits
-    when its unit ends: most inputs are released within the unit that brought them."""
+    when its unit ends, so that one released within its unit costs no encoding."""
 
     __slots__ = ("entry", "kind", "raw", "seq", "t")
 
@@ -283,6 +283,12 @@ class Waiting:
             raw = (msgspec.json.encode(self.entry) if self.kind == b"e"
                    else envelope(self.t, self.seq, self.entry))  # type: ignore[arg-type]
         return msgspec.msgpack.encode((self.t, self.seq, self.kind + raw))
+
+    @staticmethod
+    def decode(value: bytes) -> tuple[float, str, object]:
+        """``encode``'s bytes back to (t, seq, the input)."""
+        t, seq, raw = msgspec.msgpack.decode(value, type=tuple[float, str, bytes])
+        return t, seq, (decode_event(raw[1:]) if raw[:1] == b"e" else unpack(raw[1:]).body)
 
 
 class Unit:
@@ -1016,8 +1022,7 @@ class Worker:
         """A partition's waiting inputs, as a previous owner left them in the table."""
         prefix = f"{p}/".encode()
         for key in sorted(k for k in self.pending if k.startswith(prefix)):
-            t, seq, raw = msgspec.msgpack.decode(self.pending[key], type=tuple[float, str, bytes])
-            item: object = decode_event(raw[1:]) if raw[:1] == b"e" else unpack(raw[1:]).body
+            t, seq, item = Waiting.decode(self.pending[key])
             self._merger(p, clock).hold(key, t, seq_key(seq), item)
 
     def _merger(self, p: int, clock: PartitionClock) -> EventTimeMerger[bytes]:
